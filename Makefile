@@ -1,0 +1,44 @@
+# bitrix24-sync: every set-up step a fresh machine needs lives here (and nowhere else).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench emulator postgres-server clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## make demo: start the emulator with seeded data, sync it into ./demo.duckdb, show what was loaded
+demo: $(STAMP)
+	$(BIN)/bitrix24-sync demo
+
+## make test: install what the tests need (PostgreSQL server binaries included, when run as root) and run them
+test: $(STAMP) postgres-server
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## make emulator: serve a seeded emulator on :8765 until Ctrl-C
+emulator: $(STAMP)
+	$(BIN)/python -m bitrix24_emulator --port 8765 --seed 7
+
+# The tests start a throwaway PostgreSQL server themselves (initdb + pg_ctl, unprivileged user); they only need
+# the server binaries. Debian's package provides them when missing and we may install (root, as in CI).
+postgres-server:
+	@if [ -n "$$BITRIX24_TEST_POSTGRES_URL" ] || command -v initdb >/dev/null 2>&1 \
+	    || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's postgresql package (server binaries for the tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+	    echo "PostgreSQL server binaries not found: install Debian's 'postgresql' package or set" \
+	         "BITRIX24_TEST_POSTGRES_URL; the Postgres tests will be skipped"; \
+	fi
+
+clean:
+	rm -rf $(VENV) demo.duckdb .demo .pytest_cache
