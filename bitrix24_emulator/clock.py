@@ -32,6 +32,10 @@ class Clock:
     def now_seconds(self) -> datetime:
         return self.now().replace(microsecond=0)
 
+    @property
+    def frozen(self) -> bool:
+        return self._frozen is not None
+
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._offset += seconds

@@ -1,0 +1,87 @@
+"""crm.item.list / crm.item.get / crm.item.fields for leads (1), deals (2), contacts (3), companies (4) and
+smart invoices (31): camelCase names, typed values, `ufCrm*` user fields, `result.items`.
+
+Unlike the legacy lists, an unknown filter or order field is an error (INVALID_ARG_VALUE), and `start=-1`
+drops the
+whole navigation block (no `total`, no `next`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ApiError, missing_parameter
+from ..fieldmeta import BY_TYPE_ID
+from ..records import as_list, as_mapping, format_item, item_filter, item_order, item_select
+from ..store import EntityTable
+from ..values import php_intval
+from . import MethodContext, MethodResult, method
+from .crm_legacy import uf_meta
+
+
+def _table(ctx: MethodContext, params: dict[str, Any]) -> EntityTable:
+    raw = params.get("entityTypeId")
+    if raw is None or raw == "":
+        raise missing_parameter("entityTypeId")
+    kind = BY_TYPE_ID.get(php_intval(raw)) if not isinstance(raw, list | dict) else None
+    if kind is None:
+        raise ApiError("NOT_FOUND", "SPA not found")
+    return ctx.store.table(kind.key)
+
+
+@method("crm.item.list", "crm")
+def item_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    start = php_intval(params.get("start", 0)) if not isinstance(params.get("start"), list | dict) else 0
+    with ctx.store.lock:
+        table = _table(ctx, params)
+        cols, with_fm = item_select(table, as_list(params.get("select")))
+        where, args = item_filter(table, ctx, as_mapping(params.get("filter"), "filter", legacy=False))
+        order = item_order(table, as_mapping(params.get("order"), "order", legacy=False))
+        rows, total, nxt = table.page(cols, where, args, order, start, ctx.cost)
+        items = format_item(table, cols, rows, with_fm)
+    return MethodResult({"items": items}, total=total, next=nxt)
+
+
+@method("crm.item.get", "crm")
+def item_get(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    if params.get("id") in (None, ""):
+        raise missing_parameter("id")
+    rid = php_intval(params["id"]) if not isinstance(params["id"], list | dict) else 0
+    with ctx.store.lock:
+        table = _table(ctx, params)
+        cols = list(table.columns.values())
+        row = table.get_row(rid, cols)
+        if row is None:
+            raise ApiError("NOT_FOUND", "Element not found")
+        ctx.cost.rows_scanned += 1
+        ctx.cost.rows_returned += 1
+        item = format_item(table, cols, [row], bool(table.kind.multifields))[0]
+    return MethodResult({"item": item})
+
+
+@method("crm.item.fields", "crm")
+def item_fields(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    with ctx.store.lock:
+        table = _table(ctx, params)
+        out: dict[str, Any] = {}
+        for col in table.columns.values():
+            if col.std is not None:
+                meta = col.std.meta()
+            elif col.uf is not None:
+                meta = uf_meta(col.uf)
+            else:
+                continue
+            meta["upperName"] = col.name
+            out[col.camel] = meta
+        if table.kind.multifields:
+            out["fm"] = {
+                "type": "crm_multifield",
+                "isRequired": False,
+                "isReadOnly": False,
+                "isImmutable": False,
+                "isMultiple": True,
+                "isDynamic": False,
+                "title": "Multifields",
+                "upperName": "FM",
+            }
+    return MethodResult({"fields": out})

@@ -1,0 +1,264 @@
+"""Reading and writing CRM records for the method handlers: select/order resolution, filters, formatting,
+writes.
+
+Shared by the legacy (`crm.deal.*`) and universal (`crm.item.*`) handlers, which differ only in names (UPPER
+vs
+camelCase), value formats and error codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import ApiError
+from .fieldmeta import MULTIFIELD_TYPES
+from .filters import FilterColumn, FilterCompiler, FilterError
+from .methods import MethodContext
+from .store import Column, EntityTable
+from .values import store_uf_value, store_value
+
+
+def upper_keys(params: dict[str, Any]) -> dict[str, Any]:
+    """Legacy methods read top-level params case-insensitively (FILTER/filter, ID/id)."""
+    return {str(k).upper(): v for k, v in params.items()}
+
+
+def as_mapping(value: Any, param: str, legacy: bool = True) -> dict[str, Any]:
+    """A PHP array parameter: dict as is, list as {index: item}, empty/absent as {}; else an error."""
+    if value is None or value == "" or value == []:
+        return {}
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        return {str(i): v for i, v in enumerate(value)}
+    if legacy:
+        raise ApiError("", f"Parameter '{param}' must be array.")
+    raise ApiError("INVALID_ARG_VALUE", f"Invalid value of parameter '{param}'")
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+# ---- filters
+# ---------------------------------------------------------------------------------------------------
+
+
+def legacy_filter(table: EntityTable, ctx: MethodContext, flt: dict[str, Any]) -> tuple[str, list[Any]]:
+    """Legacy lists: exact (case-sensitive) field names, unknown keys dropped, no OR groups."""
+    multi = set(table.kind.multifields)
+
+    def resolve(name: str) -> FilterColumn | None:
+        col = table.columns.get(name)
+        if col is not None:
+            return col.filter_column()
+        if name in multi:
+            return FilterColumn("", "crm_multifield", "text", multifield=name, entity=table.kind.type_name)
+        return None
+
+    try:
+        return FilterCompiler(resolve, ctx.store.tf, strict=False, allow_logic=False).compile(flt)
+    except FilterError as exc:
+        raise ApiError("", "Failed to get list. General error.") from exc
+
+
+def item_filter(table: EntityTable, ctx: MethodContext, flt: dict[str, Any]) -> tuple[str, list[Any]]:
+    """crm.item.list: camelCase names, nested logic groups, unknown fields rejected."""
+
+    def resolve(name: str) -> FilterColumn | None:
+        col = table.by_camel.get(name)
+        return col.filter_column() if col is not None else None
+
+    try:
+        return FilterCompiler(resolve, ctx.store.tf, strict=True, allow_logic=True).compile(flt)
+    except FilterError as exc:
+        if exc.kind == "unknown":
+            raise ApiError(
+                "INVALID_ARG_VALUE", f"Invalid filter: field '{exc.field}' is not allowed in filter"
+            ) from exc
+        raise ApiError("INVALID_ARG_VALUE", f"Invalid filter: field '{exc.field}' has invalid value") from exc
+
+
+# ---- order
+# -----------------------------------------------------------------------------------------------------
+
+
+def _stage_sort(col: Column) -> Column:
+    """order[STAGE_ID] sorts deals by the stage's position in its pipeline, not alphabetically (core-src)."""
+    expr = (
+        '(SELECT s.SORT FROM status s WHERE s.STATUS_ID = "t"."STAGE_ID" '
+        "AND s.ENTITY_ID LIKE 'DEAL_STAGE%')"
+    )
+    return _ExprColumn(col, expr)
+
+
+class _ExprColumn(Column):
+    def __init__(self, base: Column, expr: str):
+        super().__init__(
+            base.name,
+            base.camel,
+            base.type,
+            base.storage,
+            base.multiple,
+            base.std,
+            base.uf,
+            base.legacy,
+            base.item,
+        )
+        self._expr = expr
+
+    @property
+    def sql(self) -> str:
+        return self._expr
+
+
+def legacy_order(table: EntityTable, order: dict[str, Any]) -> list[tuple[Column, str]]:
+    out = []
+    for name, direction in order.items():
+        col = table.columns.get(str(name))
+        if col is None or col.multiple:
+            continue
+        if table.kind.key == "deal" and col.name == "STAGE_ID":
+            col = _stage_sort(col)
+        out.append((col, "DESC" if str(direction).upper() == "DESC" else "ASC"))
+    return out
+
+
+def item_order(table: EntityTable, order: dict[str, Any]) -> list[tuple[Column, str]]:
+    out = []
+    for name, direction in order.items():
+        col = table.by_camel.get(str(name))
+        if col is None:
+            raise ApiError("INVALID_ARG_VALUE", f"Invalid order: field '{name}' is not allowed in order")
+        d = str(direction).upper()
+        if d not in ("ASC", "DESC"):
+            raise ApiError(
+                "INVALID_ARG_VALUE",
+                f"Invalid order: allowed sort directions are ASC, DESC. But got '{direction}' for field "
+                f"'{name}'",
+            )
+        out.append((col, d))
+    return out
+
+
+# ---- select
+# ----------------------------------------------------------------------------------------------------
+
+
+def legacy_select(table: EntityTable, select: list[Any]) -> tuple[list[Column], list[str]]:
+    """(columns in field order, multifield types). '*' = standard fields, 'UF_*' = user fields, names as
+    given;
+    multifields only by name; unknown names ignored; default '*' + 'UF_*'."""
+    names = [str(s) for s in select] or ["*", "UF_*"]
+    wanted: set[str] = set()
+    for n in names:
+        if n == "*":
+            wanted.update(c.name for c in table.columns.values() if c.std is not None)
+        elif n == "UF_*":
+            wanted.update(c.name for c in table.columns.values() if c.uf is not None)
+        elif n in table.columns:
+            wanted.add(n)
+    multi = [m for m in table.kind.multifields if m in names]
+    return [c for c in table.columns.values() if c.name in wanted], multi
+
+
+def item_select(table: EntityTable, select: list[Any]) -> tuple[list[Column], bool]:
+    """(columns, with fm). Default and '*': every field incl. ufCrm*, plus `fm` where multifields exist."""
+    names = [str(s) for s in select] or ["*"]
+    if "*" in names:
+        return list(table.columns.values()), bool(table.kind.multifields)
+    wanted = set(names) | {"id"}
+    return [c for c in table.columns.values() if c.camel in wanted], False
+
+
+# ---- formatting
+# ------------------------------------------------------------------------------------------------
+
+
+def format_legacy(
+    table: EntityTable,
+    cols: list[Column],
+    rows: Iterable[tuple[Any, ...]],
+    multi: list[str],
+    empty_uf: Any = None,
+) -> list[dict[str, Any]]:
+    rows = list(rows)
+    fmts = [(c.name, c.legacy, c.uf is not None) for c in cols]
+    mf = table.multifields([r[0] for r in rows], multi) if multi else {}
+    out = []
+    for row in rows:
+        rid = row[0]
+        rec = {}
+        for (name, fmt, is_uf), v in zip(fmts, row[1:], strict=True):
+            rec[name] = empty_uf if (is_uf and v is None) else fmt(v, rid)
+        if multi:
+            per = mf.get(rid, {})
+            for t in multi:
+                if t in per:
+                    rec[t] = [
+                        {"ID": str(mid), "VALUE_TYPE": vt, "VALUE": val, "TYPE_ID": t}
+                        for mid, vt, val in per[t]
+                    ]
+        out.append(rec)
+    return out
+
+
+def format_item(
+    table: EntityTable, cols: list[Column], rows: Iterable[tuple[Any, ...]], with_fm: bool
+) -> list[dict[str, Any]]:
+    rows = list(rows)
+    fmts = [(c.camel, c.item) for c in cols]
+    mf = table.multifields([r[0] for r in rows], list(MULTIFIELD_TYPES)) if with_fm else {}
+    extra = table.kind.key == "deal"
+    out = []
+    for row in rows:
+        rid = row[0]
+        rec = {name: fmt(v, rid) for (name, fmt), v in zip(fmts, row[1:], strict=True)}
+        if extra and "contactId" in rec:
+            rec["contactIds"] = [rec["contactId"]] if rec["contactId"] else []
+        if with_fm:
+            rec["fm"] = [
+                {"id": mid, "valueType": vt, "value": val, "typeId": t}
+                for t, items in mf.get(rid, {}).items()
+                for mid, vt, val in items
+            ]
+            rec["fm"].sort(key=lambda m: m["id"])
+        rec["entityTypeId"] = table.kind.type_id
+        out.append(rec)
+    return out
+
+
+# ---- writes
+# ----------------------------------------------------------------------------------------------------
+
+
+def stored_fields(
+    table: EntityTable, ctx: MethodContext, fields: dict[str, Any], *, creating: bool
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Client fields -> (column values, multifield changes); read-only fields and unknown names are skipped,
+    immutable ones only accepted when creating."""
+    values: dict[str, Any] = {}
+    multi: dict[str, list[dict[str, Any]]] = {}
+    tf = ctx.store.tf
+    for name, value in fields.items():
+        name = str(name)
+        if name in table.kind.multifields:
+            multi[name] = (
+                as_list(value) if not isinstance(value, dict) or "VALUE" in value else list(value.values())
+            )
+            continue
+        col = table.columns.get(name)
+        if col is None:
+            continue
+        if col.uf is not None:
+            values[name] = store_uf_value(col.uf.value_storage, col.multiple, value, tf)
+        elif col.std is not None and not col.std.read_only and (creating or not col.std.immutable):
+            values[name] = store_value(col.storage, value, tf)
+    return values, multi
