@@ -229,7 +229,7 @@ class WebhookAuth:
                 f"the webhook code in the URL for {host} does not look like a Bitrix24 webhook code "
                 "(letters and digits, usually 16); copy the URL again from the webhook's page"
             )
-        if parts.scheme == "http" and not (allow_http or _is_loopback(host)):
+        if parts.scheme == "http" and not (allow_http or is_loopback(host)):
             raise ConfigError(
                 f"the webhook URL for {host} uses plain http, which would send the webhook code unencrypted; "
                 "use https:// (the allow_http setting permits plain http on a trusted network)"
@@ -255,7 +255,7 @@ class WebhookAuth:
         return f"WebhookAuth({self.redact(self.base_url)!r})"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host.lower() in _LOOPBACK_NAMES:
         return True
     try:
@@ -435,9 +435,9 @@ def _error_outcome(body: Mapping[str, Any], status: int | None) -> _Outcome:
             wait_hint=_operating_wait(body),
             **common,
         )
-    if code == "expired_token":
+    if code in ("expired_token", "invalid_token"):  # invalid_token: revoked by a refresh elsewhere, or dead
         return _Outcome(
-            _EXPIRED, detail=f"the access token has expired: {said}", error_class=AuthError, **common
+            _EXPIRED, detail=f"the access token is no longer valid: {said}", error_class=AuthError, **common
         )
     if code == "insufficient_scope":
         return _Outcome(
@@ -799,11 +799,16 @@ class Bitrix24Client:
 
     def _refresh_auth(self, method: str, expired: _Outcome) -> None:
         """Let the auth renew an expired token once (OAuth); a webhook cannot, which makes it an AuthError."""
+        failure: Bitrix24Error | None = None
         try:
             renewed = self.auth.refresh(self._session, self.timeout)
             problem = "" if renewed else "it cannot be renewed; check that the webhook is still active"
+        except Bitrix24Error as exc:  # the auth's own user-facing error, built without secrets (OAuthAuth)
+            failure, problem = exc, ""
         except Exception as exc:  # the auth's own failure: reported by type only, its text may hold a token
             problem = f"renewing it failed ({type(exc).__name__})"
+        if failure is not None:
+            raise failure
         if problem:
             raise self._exception(method, expired, f"{expired.detail}; {problem}", AuthError)
         install_secret_filter(self.auth.secrets)

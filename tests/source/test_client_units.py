@@ -245,7 +245,7 @@ def test_bucket_rejects_nonsense_settings() -> None:
         (
             401,
             b'{"error":"invalid_token","error_description":"Unable to get application by token"}',
-            "fail",
+            "expired",  # revoked by a refresh elsewhere: the auth gets one chance to renew
             AuthError,
             "",
         ),
