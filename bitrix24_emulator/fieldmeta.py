@@ -7,6 +7,7 @@ apart.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -347,3 +348,33 @@ UF_STORAGE = {
     "date": "date",
     "datetime": "datetime",
 }
+
+# Settings of new user fields per type (crm.<entity>.fields `settings`, userfield.list `SETTINGS`).
+_SETTINGS = {
+    "string": {"SIZE": 20, "ROWS": 1, "REGEXP": "", "MIN_LENGTH": 0, "MAX_LENGTH": 0, "DEFAULT_VALUE": ""},
+    "integer": {"SIZE": 20, "MIN_VALUE": 0, "MAX_VALUE": 0, "DEFAULT_VALUE": None},
+    "double": {"PRECISION": 2, "SIZE": 20, "MIN_VALUE": 0, "MAX_VALUE": 0, "DEFAULT_VALUE": None},
+    "boolean": {"DEFAULT_VALUE": 0, "DISPLAY": "CHECKBOX", "LABEL": ["", ""], "LABEL_CHECKBOX": ""},
+    "date": {"DEFAULT_VALUE": {"TYPE": "NONE", "VALUE": ""}},
+    "datetime": {"DEFAULT_VALUE": {"TYPE": "NONE", "VALUE": ""}, "USE_SECOND": "Y", "USE_TIMEZONE": "N"},
+    "enumeration": {"DISPLAY": "LIST", "LIST_HEIGHT": 1, "CAPTION_NO_VALUE": "", "SHOW_NO_VALUE": "Y"},
+    "money": {"DEFAULT_VALUE": ""},
+    "url": {"POPUP": "Y", "SIZE": 20, "MIN_LENGTH": 0, "MAX_LENGTH": 0, "DEFAULT_VALUE": "", "ROWS": 1},
+    "employee": {},
+    "crm": {"LEAD": "N", "CONTACT": "Y", "COMPANY": "Y", "DEAL": "N"},
+    "address": {"SHOW_MAP": "Y"},
+    "file": {
+        "SIZE": 20,
+        "LIST_WIDTH": 0,
+        "LIST_HEIGHT": 0,
+        "MAX_SHOW_SIZE": 0,
+        "MAX_ALLOWED_SIZE": 0,
+        "EXTENSIONS": [],
+        "TARGET_BLANK": "Y",
+    },
+}
+
+
+def default_settings(user_type: str) -> dict[str, Any]:
+    """A fresh copy of the settings Bitrix24 gives a new user field of this type."""
+    return copy.deepcopy(_SETTINGS.get(user_type, {}))

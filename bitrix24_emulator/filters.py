@@ -2,15 +2,14 @@
 parameters.
 
 Both dialects share this: legacy lists drop unknown keys silently, crm.item.list rejects them; crm.item.list
-also
-accepts nested `{"logic": "OR", ...}` groups. Values are converted to the column's storage form first, so
+also accepts nested `{"logic": "OR", ...}` groups. Values are converted to the column's storage form first, so
 `>=DATE_MODIFY` compares unix seconds and `>ID` compares integers through the primary key.
 
 A value of the wrong shape (an array where a comparison needs a scalar — what a batch reference such as
 `$result[p][49][ID]` becomes when page `p` is short and the whole page is substituted — or a date nothing can
-parse)
-raises `FilterError("invalid")`: the legacy methods answer "Failed to get list. General error.", crm.item.list
-answers INVALID_ARG_VALUE. The emulator refuses instead of guessing, the stricter of the possible behaviours.
+parse) raises `FilterError("invalid")`: the legacy methods answer "Failed to get list. General error.",
+crm.item.list answers INVALID_ARG_VALUE. The emulator refuses instead of guessing, the stricter of the
+possible behaviours.
 """
 
 from __future__ import annotations
@@ -101,6 +100,8 @@ class FilterCompiler:
             base = "="
         if col.multifield:
             return self._multifield(negate, base, name, col, value, params)
+        if col.multiple and base == "=" and self._is_empty(value):
+            return f"({col.sql} IS {'NOT ' if negate else ''}NULL)"
         if col.multiple:
             inner = self._positive(base, name, col, "je.value", value, params, nullable=False)
             exists = f"EXISTS (SELECT 1 FROM json_each({col.sql}) je WHERE {inner})"

@@ -2,12 +2,13 @@
 writes.
 
 Shared by the legacy (`crm.deal.*`) and universal (`crm.item.*`) handlers, which differ only in names (UPPER
-vs
-camelCase), value formats and error codes.
+vs camelCase), value formats and error codes.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,7 +17,7 @@ from .fieldmeta import MULTIFIELD_TYPES
 from .filters import FilterColumn, FilterCompiler, FilterError
 from .methods import MethodContext
 from .store import Column, EntityTable
-from .values import store_uf_value, store_value
+from .values import php_intval, store_uf_value, store_value
 
 
 def upper_keys(params: dict[str, Any]) -> dict[str, Any]:
@@ -154,8 +155,8 @@ def item_order(table: EntityTable, order: dict[str, Any]) -> list[tuple[Column, 
 
 def legacy_select(table: EntityTable, select: list[Any]) -> tuple[list[Column], list[str]]:
     """(columns in field order, multifield types). '*' = standard fields, 'UF_*' = user fields, names as
-    given;
-    multifields only by name; unknown names ignored; default '*' + 'UF_*'."""
+    given; multifields only by name; unknown names ignored; default '*' + 'UF_*'.
+    """
     names = [str(s) for s in select] or ["*", "UF_*"]
     wanted: set[str] = set()
     for n in names:
@@ -243,22 +244,42 @@ def stored_fields(
     table: EntityTable, ctx: MethodContext, fields: dict[str, Any], *, creating: bool
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Client fields -> (column values, multifield changes); read-only fields and unknown names are skipped,
-    immutable ones only accepted when creating."""
+    immutable ones only accepted when creating.
+    """
     values: dict[str, Any] = {}
     multi: dict[str, list[dict[str, Any]]] = {}
     tf = ctx.store.tf
     for name, value in fields.items():
         name = str(name)
         if name in table.kind.multifields:
-            multi[name] = (
-                as_list(value) if not isinstance(value, dict) or "VALUE" in value else list(value.values())
-            )
+            # a list, a PHP-style {"0": {...}, "1": {...}} map, or one {"VALUE": ...} object
+            multi[name] = [value] if isinstance(value, dict) and "VALUE" in value else as_list(value)
             continue
         col = table.columns.get(name)
         if col is None:
             continue
-        if col.uf is not None:
+        if col.uf is not None and col.uf.user_type == "file":
+            values[name] = _file_ids(value, col.multiple)
+        elif col.uf is not None:
             values[name] = store_uf_value(col.uf.value_storage, col.multiple, value, tf)
         elif col.std is not None and not col.std.read_only and (creating or not col.std.immutable):
             values[name] = store_value(col.storage, value, tf)
     return values, multi
+
+
+def _file_ids(value: Any, multiple: bool) -> Any:
+    """Uploads (`{"fileData": [name, base64]}`) get an id derived from their content; ids stay as given."""
+    items = value if isinstance(value, list) else [value]
+    ids = []
+    for item in items:
+        if isinstance(item, dict) and "fileData" in item:
+            ids.append(
+                zlib.crc32(json.dumps(item["fileData"], sort_keys=True).encode()) % 10_000_000 + 100_000
+            )
+        elif isinstance(item, dict) and item.get("id"):
+            ids.append(php_intval(item["id"]))
+        elif item not in (None, "", [], {}) and not isinstance(item, dict | list):
+            ids.append(php_intval(item))
+    if not ids:
+        return None
+    return json.dumps(ids) if multiple else ids[0]

@@ -1,9 +1,8 @@
 """The portal's database: SQLite with a real column per CRM field, so Bitrix filters become WHERE clauses.
 
 Why real columns: an ID keyset page (`>ID` + `ORDER BY ID` + LIMIT 50) walks the primary key and costs 50
-rows,
-while OFFSET and COUNT visit every skipped or matched row, as on a real portal. User fields are columns too
-(`ALTER TABLE` when `userfield.add` runs), multi-fields (PHONE/EMAIL/...) live in their own table.
+rows, while OFFSET and COUNT visit every skipped or matched row, as on a real portal. User fields are columns
+too (`ALTER TABLE` when `userfield.add` runs), multi-fields (PHONE/EMAIL/...) live in their own table.
 
 Thread safety: one connection shared by the threaded WSGI server, every access under `self.lock`.
 """
@@ -215,8 +214,7 @@ class EntityTable:
         """One page of 50: (rows as tuples with ID first, total or None, next or None).
 
         start >= 0 is rounded down to a multiple of 50 and counts the matches; start < 0 reads the first 50
-        rows
-        without counting (total None, no next).
+        rows without counting (total None, no next).
         """
         offset = (start // PAGE) * PAGE if start >= 0 else 0
         names = ", ".join(['"t"."ID"', *(c.sql for c in cols)])
@@ -407,6 +405,8 @@ class Store:
                 conn.execute("COMMIT")
             self.create_indexes()
             conn.execute("ANALYZE")
+            # API writes afterwards get statement rollback again (a failed statement leaves no half-row)
+            conn.execute("PRAGMA journal_mode = MEMORY")
 
     def create_indexes(self) -> None:
         with self.lock:

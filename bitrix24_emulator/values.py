@@ -1,10 +1,9 @@
 """Value conversion between SQLite storage and the two REST dialects, and strtotime-like date parsing.
 
 Legacy crm.<entity>.* methods send strings (`"ID": "37"`, `"OPPORTUNITY": "19999.99"`), `null` for empty
-values and
-`""` for empty dates; crm.item.* sends typed values and `null`. Datetimes are `date('c')` in the portal's
-zone,
-date-only fields carry the offset-shifted clock time (`2024-08-30T03:00:00+03:00` on a +03:00 portal).
+values and `""` for empty dates; crm.item.* sends typed values and `null`. Datetimes are `date('c')` in the
+portal's zone, date-only fields carry the offset-shifted clock time (`2024-08-30T03:00:00+03:00` on a +03:00
+portal).
 """
 
 from __future__ import annotations

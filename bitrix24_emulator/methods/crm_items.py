@@ -2,8 +2,7 @@
 smart invoices (31): camelCase names, typed values, `ufCrm*` user fields, `result.items`.
 
 Unlike the legacy lists, an unknown filter or order field is an error (INVALID_ARG_VALUE), and `start=-1`
-drops the
-whole navigation block (no `total`, no `next`).
+drops the whole navigation block (no `total`, no `next`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@ methods.
 
 Values are strings, `null` when empty (`""` for empty dates), multi-fields only when named in `select`, errors
 `{"error": "", "error_description": "Not found"}` (HTTP 400). Filter keys are case-sensitive field names, as
-in
-core-src (`$fieldsInfo[$fieldName]`): `>id` names no field and is dropped silently, like any unknown key.
+in core-src (`$fieldsInfo[$fieldName]`): `>id` names no field and is dropped silently, like any unknown key.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 
 from ..dictionaries_seed import deal_stage_entity
 from ..errors import ApiError
-from ..fieldmeta import ENTITIES, MULTIFIELD_TITLES, UF_NAME_RE
+from ..fieldmeta import ENTITIES, MULTIFIELD_TITLES, UF_NAME_RE, UF_STORAGE, default_settings
 from ..records import (
     as_list,
     as_mapping,
@@ -325,9 +324,6 @@ def userfield_add(key: str, ctx: MethodContext, params: dict[str, Any]) -> Metho
         raise ApiError("", "FIELD_NAME is not defined.")
     if not user_type:
         raise ApiError("", "USER_TYPE_ID is not defined.")
-    from ..data import default_settings
-    from ..fieldmeta import UF_STORAGE
-
     if user_type not in UF_STORAGE:
         raise ApiError("", f"User type '{user_type}' is not supported.")
     with ctx.store.lock:

@@ -1,7 +1,6 @@
 """Dictionaries the records refer to: crm.status.* (stages, statuses, sources, types), crm.category.list
 (pipelines) and user.get. Built from the same tables the generator used, so every STAGE_ID / STATUS_ID /
-SOURCE_ID
-in a record is listed here.
+SOURCE_ID in a record is listed here.
 """
 
 from __future__ import annotations

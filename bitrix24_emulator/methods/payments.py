@@ -4,12 +4,12 @@ crm.orderentity.list.
 Every payment belongs to a sale order bound to one CRM owner. Errors follow the new-style controllers:
 `{"error": 0, "error_description": "Insufficient permissions"}` for no access / not found, `100` for a missing
 parameter. A payment change never touches the owner's DATE_MODIFY: the reference marks that link unverified,
-so
-a sync must not rely on it.
+so a sync must not rely on it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..errors import ApiError, missing_parameter
@@ -69,8 +69,11 @@ def _required(params: dict[str, Any], name: str) -> int:
 
 
 def _resolver(columns: dict[str, tuple[str, str]]) -> Any:
-    """Filter keys by camelCase name or its upper-case form (crm.item.payment.list upper-cases keys)."""
+    """Filter keys by camelCase name or its upper-case forms (crm.item.payment.list upper-cases keys):
+    `paySystemId`, `PAYSYSTEMID` and `PAY_SYSTEM_ID` name the same column.
+    """
     upper = {k.upper(): v for k, v in columns.items()}
+    upper.update({re.sub(r"(?<!^)([A-Z])", r"_\1", k).upper(): v for k, v in columns.items()})
 
     def resolve(name: str) -> FilterColumn | None:
         spec = columns.get(name) or upper.get(name.upper())
@@ -307,8 +310,8 @@ def sale_payment_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResul
 @method("crm.orderentity.list", "sale")
 def order_entity_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     """`{"orderEntity": [{orderId, ownerId, ownerTypeId}]}`; default order OWNER_ID asc; start=-1 returns
-    every
-    matching row (this method's documented meaning of -1)."""
+    every matching row (this method's documented meaning of -1).
+    """
     start = _start(params)
     offset = (start // PAGE) * PAGE if start >= 0 else 0
     limit = f" LIMIT {PAGE} OFFSET {offset}" if start >= 0 else ""

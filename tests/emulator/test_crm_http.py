@@ -82,3 +82,30 @@ def test_userfield_added_over_http_appears_in_lists(portal: Portal) -> None:
     assert isinstance(added, int)
     rows = portal.call("crm.lead.list", {"select": ["UF_*"], "order": {"ID": "ASC"}})
     assert all(r["UF_CRM_HTTP_NOTE"] is None for r in rows)
+
+
+def test_form_encoded_add_with_multifields(portal: Portal) -> None:
+    form = {
+        "fields[NAME]": "Zeynep",
+        "fields[PHONE][0][VALUE]": "+905321234567",
+        "fields[PHONE][0][VALUE_TYPE]": "MOBILE",
+        "fields[UF_CRM_1699200004]": "Y",
+    }
+    new_id = requests.post(portal.webhook_url + "crm.contact.add", data=form, timeout=30).json()["result"]
+    contact = portal.call("crm.contact.get", {"id": new_id})
+    assert contact["PHONE"][0]["VALUE"] == "+905321234567" and contact["UF_CRM_1699200004"] is True
+
+
+def test_an_update_is_found_by_a_date_modify_window(portal: Portal) -> None:
+    portal.clock.advance(3600)
+    since = portal.clock.isoformat()
+    assert portal.call("crm.deal.update", {"id": 42, "fields": {"TITLE": "moved on"}}) is True
+    rows = portal.call(
+        "crm.deal.list",
+        {
+            "select": ["ID", "DATE_MODIFY"],
+            "filter": {">=DATE_MODIFY": since},
+            "order": {"DATE_MODIFY": "ASC", "ID": "ASC"},
+        },
+    )
+    assert [r["ID"] for r in rows] == ["42"] and rows[0]["DATE_MODIFY"] >= since

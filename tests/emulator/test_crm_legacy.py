@@ -209,6 +209,10 @@ def test_add_update_delete_and_date_modify(fresh: Any) -> None:
     assert deal["STAGE_ID"] == "C2:NEW"  # a stage of another pipeline is not accepted
     assert deal["BEGINDATE"] == "2026-11-01T03:00:00+03:00"
     assert deal["UF_CRM_1699000004"] is True and deal["UF_CRM_1699000008"] == ["5", "6"]
+    upload = {"UF_CRM_1699000014": {"fileData": ["report.pdf", "JVBERi0xLjQK"]}}
+    call("crm.deal.update", {"id": rid, "fields": upload})
+    stored = call("crm.deal.get", {"id": rid}).result["UF_CRM_1699000014"]
+    assert isinstance(stored["id"], int) and f"fileId={stored['id']}" in stored["showUrl"]
     second = call("crm.deal.add", {"fields": {"TITLE": "same second"}}).result
     assert call("crm.deal.get", {"id": second}).result["DATE_MODIFY"] == now_iso  # second precision, shared
 

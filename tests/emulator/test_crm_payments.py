@@ -43,6 +43,18 @@ def test_deal_payments_shape(call: Caller) -> None:
         else:
             assert p["datePaid"] is None and p["empPaidId"] is None
     assert call("crm.item.payment.get", {"id": payments.result[0]["id"]}).result == payments.result[0]
+    first = payments.result[0]
+    for flt in (
+        {"@id": [first["id"]]},
+        {"ID": first["id"]},
+        {"PAY_SYSTEM_ID": first["paySystemId"], "=id": first["id"]},
+    ):
+        got = call("crm.item.payment.list", {"entityTypeId": 2, "entityId": owner["ownerId"], "filter": flt})
+        assert [p["id"] for p in got.result] == [first["id"]]
+    desc = call(
+        "crm.item.payment.list", {"entityTypeId": 2, "entityId": owner["ownerId"], "order": {"id": "DESC"}}
+    )
+    assert [p["id"] for p in desc.result] == sorted((p["id"] for p in payments.result), reverse=True)
 
 
 def test_variety_paid_unpaid_currencies_and_invoices(call: Caller) -> None:

@@ -78,6 +78,12 @@ CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
     ("=% own wildcards", {"=%TITLE": "Hair%"}, lambda r: r["TITLE"].lower().startswith("hair")),
     ("%= own wildcards", {"%=TITLE": "%plant%"}, lambda r: "plant" in r["TITLE"].lower()),
     ("!% not substring", {"!%TITLE": "a"}, lambda r: "a" not in r["TITLE"].lower()),
+    (
+        "!=% not like, own wildcards",
+        {"!=%TITLE": "Hair%"},
+        lambda r: not r["TITLE"].lower().startswith("hair"),
+    ),
+    ("!%= not like, own wildcards", {"!%=TITLE": "%plant%"}, lambda r: "plant" not in r["TITLE"].lower()),
     ("% on crm_status is =", {"%STAGE_ID": "WON"}, lambda r: r["STAGE_ID"] == "WON"),
     ("empty value = is null", {"COMPANY_ID": ""}, lambda r: r["COMPANY_ID"] is None),
     ("! empty = not null", {"!COMPANY_ID": ""}, lambda r: r["COMPANY_ID"] is not None),
@@ -87,6 +93,8 @@ CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
         {"!UF_CRM_1699000008": 6},
         lambda r: "6" not in (r["UF_CRM_1699000008"] or []),
     ),
+    ("multiple UF empty", {"UF_CRM_1699000008": ""}, lambda r: r["UF_CRM_1699000008"] is None),
+    ("multiple UF not empty", {"!UF_CRM_1699000008": ""}, lambda r: r["UF_CRM_1699000008"] is not None),
     (
         "UF integer compare",
         {">UF_CRM_1699000002": 40},
