@@ -39,10 +39,13 @@ from .seed_pools import (
     LAST,
     POSITIONS,
     RATE,
+    RU_PATRONYMICS,
     SERVICES,
     TRANSLIT,
     UF_PLAN,
     UTM,
+    person_last_name,
+    ru_female,
 )
 from .store import EntityTable, Store, UserField
 
@@ -79,7 +82,8 @@ def _users(rng: random.Random, n: int) -> list[tuple[Any, ...]]:
     ]
     for uid in range(1, n + 1):
         lang = LANGS[(uid - 1) % len(LANGS)]
-        first, last = rng.choice(FIRST[lang]), rng.choice(LAST[lang])
+        first = rng.choice(FIRST[lang])
+        last = person_last_name(first, rng.choice(LAST[lang]), lang)
         email = f"{rng.choice(TRANSLIT)}.{uid}@medtravel.example"
         dept = [1] if uid == 1 else sorted({rng.randint(1, 6) for _ in range(rng.randint(1, 2))})
         reg = PORTAL_START - 86400 * rng.randint(1, 400) if uid < 10 else PORTAL_START + (uid * 86400 * 30)
@@ -249,10 +253,10 @@ def _person_names(rng: random.Random) -> list[tuple[str, str, str | None, str]]:
     out = []
     for _ in range(TEMPLATES):
         lang = rng.choice(LANGS)
-        second = (
-            rng.choice(["Ивановна", "Петрович", "Сергеевна"]) if lang == "ru" and rng.random() < 0.5 else None
-        )
-        out.append((rng.choice(FIRST[lang]), rng.choice(LAST[lang]), second, lang))
+        patronymic = rng.randrange(3) if lang == "ru" and rng.random() < 0.5 else None
+        first, last = rng.choice(FIRST[lang]), rng.choice(LAST[lang])
+        second = None if patronymic is None else RU_PATRONYMICS[ru_female(first)][patronymic]
+        out.append((first, person_last_name(first, last, lang), second, lang))
     return out
 
 
@@ -293,7 +297,7 @@ def seed_portal(
             "INSERT INTO status (ENTITY_ID, STATUS_ID, NAME, NAME_INIT, SORT, SYSTEM, CATEGORY_ID, "
             "COLOR, SEMANTICS) VALUES (?,?,?,?,?,?,?,?,?)",
             [
-                (e, s, n, n if sy == "Y" else None, so, sy, c, col, sem)
+                (e, s, n, n if sy == "Y" else "", so, sy, c, col, sem)
                 for e, s, n, so, sy, c, col, sem in status_rows()
             ],
         )

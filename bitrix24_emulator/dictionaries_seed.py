@@ -224,7 +224,7 @@ def status_rows() -> list[tuple[str, str, str, int, str, int | None, str | None,
 
     stages("STATUS", LEAD_STATUSES, None)
     for cid, (_name, _sort, items) in DEAL_CATEGORIES.items():
-        stages(deal_stage_entity(cid), items, cid)
+        stages(deal_stage_entity(cid), items, cid or None)  # the default pipeline's stages have no CATEGORY_ID
     stages(f"SMART_INVOICE_STAGE_{SMART_INVOICE_CATEGORY}", SMART_INVOICE_STAGES, SMART_INVOICE_CATEGORY)
     for entity, items2 in SIMPLE_DICTIONARIES.items():
         for i, (sid, name) in enumerate(items2):

@@ -32,6 +32,7 @@ _STORAGE = {
     "crm_status": "text",
     "crm_currency": "text",
     "location": "text",
+    "file": "int",  # PHOTO, LOGO: the emulator keeps them empty
 }
 
 MULTIFIELD_TYPES = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
@@ -107,12 +108,22 @@ def _f(name: str, type_: str, title: str, **kw: Any) -> StdField:
 
 
 _RO = {"read_only": True}
-_COMMON_TAIL = [
+_OWNERS = [
     _f("ASSIGNED_BY_ID", "user", "Responsible"),
     _f("CREATED_BY_ID", "user", "Created By", **_RO),
     _f("MODIFY_BY_ID", "user", "Modified By", **_RO),
+]
+_DATES = [
     _f("DATE_CREATE", "datetime", "Created on", **_RO),
     _f("DATE_MODIFY", "datetime", "Modified on", **_RO),
+]
+_COMMON_TAIL = [*_OWNERS, *_DATES]
+# deals and leads: the mover sits between the owners and the dates (docs crm-deal-fields.md, crm-lead-fields.md)
+_MOVED_TAIL = [
+    *_OWNERS,
+    _f("MOVED_BY_ID", "user", "MOVED_BY_ID", **_RO),
+    *_DATES,
+    _f("MOVED_TIME", "datetime", "MOVED_TIME", **_RO),
 ]
 _UTM = [
     _f(f"UTM_{p}", "string", f"UTM {p.lower()}") for p in ("SOURCE", "MEDIUM", "CAMPAIGN", "CONTENT", "TERM")
@@ -134,6 +145,11 @@ _ADDRESS = [
     _f("ADDRESS_PROVINCE", "string", "State / Province"),
     _f("ADDRESS_COUNTRY", "string", "Country"),
     _f("ADDRESS_COUNTRY_CODE", "string", "Country Code"),
+    _f("ADDRESS_LOC_ADDR_ID", "integer", "Location Address ID"),
+]
+_REG_ADDRESS = [
+    _f("ADDRESS_LEGAL", "string", "Legal Address"),
+    *(_f(f"REG_{f.name}", f.type, f"Legal address: {f.title}") for f in _ADDRESS),
 ]
 _PERSON = [
     _f("HONORIFIC", "crm_status", "Salutation", status_type="HONORIFIC"),
@@ -172,9 +188,7 @@ DEAL_FIELDS = [
     _f("OPENED", "char", "Available to All"),
     _f("CLOSED", "char", "Closed"),
     _f("COMMENTS", "string", "Comment"),
-    *_COMMON_TAIL,
-    _f("MOVED_BY_ID", "user", "MOVED_BY_ID", **_RO),
-    _f("MOVED_TIME", "datetime", "MOVED_TIME", **_RO),
+    *_MOVED_TAIL,
     _f("SOURCE_ID", "crm_status", "Source", status_type="SOURCE"),
     _f("SOURCE_DESCRIPTION", "string", "Additional Info about Source"),
     _f("LEAD_ID", "crm_lead", "Lead", read_only=True, settings={"parentEntityTypeId": 1}),
@@ -203,11 +217,9 @@ LEAD_FIELDS = [
     _f("OPENED", "char", "Available to everyone"),
     _f("COMMENTS", "string", "Comment"),
     *_HAS,
-    *_COMMON_TAIL,
-    _f("MOVED_BY_ID", "user", "MOVED_BY_ID", **_RO),
-    _f("MOVED_TIME", "datetime", "MOVED_TIME", **_RO),
+    *_MOVED_TAIL,
     _f("COMPANY_ID", "crm_company", "Company", settings={"parentEntityTypeId": 4}),
-    _f("CONTACT_ID", "crm_contact", "Contact", settings={"parentEntityTypeId": 3}),
+    _f("CONTACT_ID", "crm_contact", "Contact", deprecated=True),
     _f("IS_RETURN_CUSTOMER", "char", "Repeat lead", **_RO),
     _f("DATE_CLOSED", "datetime", "Completed on", **_RO),
     *_ORIGIN,
@@ -217,7 +229,9 @@ LEAD_FIELDS = [
 
 CONTACT_FIELDS = [
     _ID,
-    *_PERSON,
+    *_PERSON[:4],
+    _f("PHOTO", "file", "Photo"),
+    *_PERSON[4:],
     _f("TYPE_ID", "crm_status", "Contact type", status_type="CONTACT_TYPE"),
     _f("SOURCE_ID", "crm_status", "Source", status_type="SOURCE"),
     _f("SOURCE_DESCRIPTION", "string", "Source information"),
@@ -229,7 +243,7 @@ CONTACT_FIELDS = [
     *_HAS,
     *_COMMON_TAIL,
     _f("COMPANY_ID", "crm_company", "Company", deprecated=True),
-    _f("LEAD_ID", "crm_lead", "Lead", read_only=True),
+    _f("LEAD_ID", "crm_lead", "Lead", read_only=True, settings={"parentEntityTypeId": 1}),
     *_ORIGIN,
     _f("ORIGIN_VERSION", "string", "Original version"),
     *_UTM,
@@ -238,9 +252,11 @@ CONTACT_FIELDS = [
 
 COMPANY_FIELDS = [
     _ID,
-    _f("TITLE", "string", "Company Name"),
+    _f("TITLE", "string", "Company Name", required=True),
     _f("COMPANY_TYPE", "crm_status", "Company type", status_type="COMPANY_TYPE"),
+    _f("LOGO", "file", "Logo"),
     *_ADDRESS,
+    *_REG_ADDRESS,
     _f("BANKING_DETAILS", "string", "Payment details"),
     _f("INDUSTRY", "crm_status", "Industry", status_type="INDUSTRY"),
     _f("EMPLOYEES", "crm_status", "Employees", status_type="EMPLOYEES"),
@@ -251,11 +267,14 @@ COMPANY_FIELDS = [
     *_HAS,
     _f("IS_MY_COMPANY", "char", "My Company"),
     *_COMMON_TAIL,
-    _f("LEAD_ID", "crm_lead", "Lead", read_only=True),
+    _f("LEAD_ID", "crm_lead", "Lead", read_only=True, settings={"parentEntityTypeId": 1}),
     *_ORIGIN,
     _f("ORIGIN_VERSION", "string", "Original version"),
     *_UTM,
-    *_ACTIVITY,
+    # the company page documents these two as writable, unlike the other entities' pages
+    _f("LAST_ACTIVITY_TIME", "datetime", "Last activity"),
+    _f("LAST_ACTIVITY_BY", "user", "Last activity by"),
+    _f("LAST_COMMUNICATION_TIME", "string", "Last Communication Date", **_RO),
 ]
 
 SMART_INVOICE_FIELDS = [

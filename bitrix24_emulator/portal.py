@@ -9,6 +9,7 @@ real HTTP with the header `X-Emulator-Admin: 1`, so test setup is neither counte
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -38,12 +39,18 @@ class QuietRequestHandler(WSGIRequestHandler):
 
 
 class BackgroundServer:
-    """A WSGI app served on `host:port` (0 = ephemeral) by a threaded werkzeug server in a daemon thread."""
+    """A WSGI app served on `host:port` (0 = ephemeral) by a threaded werkzeug server in a daemon thread.
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
+    With `ssl_context` it serves HTTPS, as every cloud portal does (some clients, e.g. b24pysdk, only speak it).
+    """
+
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ):
         self.host = host
+        self.scheme = "https" if ssl_context is not None else "http"
         self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=QuietRequestHandler
+            host, port, app, threaded=True, request_handler=QuietRequestHandler, ssl_context=ssl_context
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -55,7 +62,7 @@ class BackgroundServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self._server.server_port}"
+        return f"{self.scheme}://{self.host}:{self._server.server_port}"
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -63,8 +70,17 @@ class BackgroundServer:
         self._thread.join(timeout=10)
 
 
+def _server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 class Portal:
-    """One emulated portal: seeded store, main webhook (user 1), one OAuth app with a first token pair."""
+    """One emulated portal: seeded store, main webhook (user 1), one OAuth app with a first token pair.
+
+    `tls=(certfile, keyfile)` serves HTTPS instead of plain HTTP (URLs then start with `https://`).
+    """
 
     def __init__(
         self,
@@ -88,6 +104,7 @@ class Portal:
         port: int = 0,
         token: str | None = None,
         fault_seed: int = 7,
+        tls: tuple[str, str] | None = None,
     ):
         self._seed_args = {
             "seed": seed,
@@ -102,6 +119,7 @@ class Portal:
         self.scopes = tuple(scopes)
         self._db_path = db_path or ":memory:"
         self._host, self._port = host, port
+        self._ssl_context = _server_context(*tls) if tls else None
         self.auth = AuthRegistry(self.clock, token_lifetime)
         self.token = self.auth.add_webhook(self.scopes, 1, token)
         self._app = self.auth.add_app(self.scopes)
@@ -112,6 +130,8 @@ class Portal:
         self._faults = fault_rules
         self._server: BackgroundServer | None = None
         self._session = requests.Session()
+        if tls:
+            self._session.verify = tls[0]  # the certificate is self-signed: it is its own CA
         self.store: Any = None
         self.emulator: Emulator | None = None
         self.oauth: dict[str, str] = {}
@@ -146,7 +166,7 @@ class Portal:
             limits=enabled,
             default_client_id=self._app.client_id,
         )
-        self._server = BackgroundServer(self.emulator, self._host, self._port)
+        self._server = BackgroundServer(self.emulator, self._host, self._port, self._ssl_context)
         self.emulator.base_url = self.base_url
         grant = self.auth.issue(self._app.client_id, 1)
         self.oauth = {
@@ -162,6 +182,8 @@ class Portal:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self.emulator is not None:
+            self.emulator.close()  # after this no request thread touches the store
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -70,11 +70,18 @@ def legacy_filter(table: EntityTable, ctx: MethodContext, flt: dict[str, Any]) -
         raise ApiError("", "Failed to get list. General error.") from exc
 
 
+def item_column(table: EntityTable, name: str) -> Column | None:
+    """crm.item.* field names: camelCase, or a field's UPPER_CASE name, which the server keeps as is (core-src
+    `OrmObject::convertFieldNameFromCamelCaseToUpperCase`; b24pysdk's fast list sends `order[ID]`).
+    """
+    return table.by_camel.get(name) or table.columns.get(name)
+
+
 def item_filter(table: EntityTable, ctx: MethodContext, flt: dict[str, Any]) -> tuple[str, list[Any]]:
-    """crm.item.list: camelCase names, nested logic groups, unknown fields rejected."""
+    """crm.item.list: camelCase (or UPPER_CASE) names, nested logic groups, unknown fields rejected."""
 
     def resolve(name: str) -> FilterColumn | None:
-        col = table.by_camel.get(name)
+        col = item_column(table, name)
         return col.filter_column() if col is not None else None
 
     try:
@@ -135,7 +142,7 @@ def legacy_order(table: EntityTable, order: dict[str, Any]) -> list[tuple[Column
 def item_order(table: EntityTable, order: dict[str, Any]) -> list[tuple[Column, str]]:
     out = []
     for name, direction in order.items():
-        col = table.by_camel.get(str(name))
+        col = item_column(table, str(name))
         if col is None:
             raise ApiError("INVALID_ARG_VALUE", f"Invalid order: field '{name}' is not allowed in order")
         d = str(direction).upper()
@@ -170,13 +177,28 @@ def legacy_select(table: EntityTable, select: list[Any]) -> tuple[list[Column], 
     return [c for c in table.columns.values() if c.name in wanted], multi
 
 
-def item_select(table: EntityTable, select: list[Any]) -> tuple[list[Column], bool]:
-    """(columns, with fm). Default and '*': every field incl. ufCrm*, plus `fm` where multifields exist."""
-    names = [str(s) for s in select] or ["*"]
+def item_select(table: EntityTable, select: list[Any]) -> tuple[list[Column], bool, set[str] | None]:
+    """(columns to read, with fm, names to output or None for all). Default and '*': every field incl.
+    ufCrm*, `entityTypeId`, plus `fm` where multifields exist. Otherwise only the fields named (camelCase or
+    UPPER_CASE; 'UF_*' = every user field) come back, not even `id` unless asked for: core-src
+    `Item::getJsonForItems` intersects each item with the select.
+    """
+    names = {str(s) for s in select} or {"*"}
     if "*" in names:
-        return list(table.columns.values()), bool(table.kind.multifields)
-    wanted = set(names) | {"id"}
-    return [c for c in table.columns.values() if c.camel in wanted], False
+        return list(table.columns.values()), bool(table.kind.multifields), None
+    every_uf = "UF_*" in names
+    if "contactIds" in names:
+        names.add("contactId")
+    cols = [
+        c
+        for c in table.columns.values()
+        if c.camel in names or c.name in names or (every_uf and c.uf is not None)
+    ]
+    keep = {c.camel for c in cols if c.camel in names or c.name in names or c.uf is not None}
+    keep |= names & {"contactIds", "entityTypeId"}
+    if "contactId" not in select and "CONTACT_ID" not in select:
+        keep.discard("contactId")
+    return cols, False, keep
 
 
 # ---- formatting
@@ -212,7 +234,11 @@ def format_legacy(
 
 
 def format_item(
-    table: EntityTable, cols: list[Column], rows: Iterable[tuple[Any, ...]], with_fm: bool
+    table: EntityTable,
+    cols: list[Column],
+    rows: Iterable[tuple[Any, ...]],
+    with_fm: bool,
+    keep: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     rows = list(rows)
     fmts = [(c.camel, c.item) for c in cols]
@@ -232,7 +258,7 @@ def format_item(
             ]
             rec["fm"].sort(key=lambda m: m["id"])
         rec["entityTypeId"] = table.kind.type_id
-        out.append(rec)
+        out.append(rec if keep is None else {k: v for k, v in rec.items() if k in keep})
     return out
 
 
@@ -262,6 +288,8 @@ def stored_fields(
             values[name] = _file_ids(value, col.multiple)
         elif col.uf is not None:
             values[name] = store_uf_value(col.uf.value_storage, col.multiple, value, tf)
+        elif col.std is not None and col.std.type == "file":
+            continue  # PHOTO / LOGO uploads are not emulated
         elif col.std is not None and not col.std.read_only and (creating or not col.std.immutable):
             values[name] = store_value(col.storage, value, tf)
     return values, multi

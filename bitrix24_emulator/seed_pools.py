@@ -58,6 +58,23 @@ LAST = {
     "tr": ["Yılmaz", "Kaya", "Demir", "Şahin", "Çelik", "Yıldız", "Öztürk", "Aydın", "Doğan"],
     "ar": ["العلي", "حسن", "Al-Farsi", "Haddad", "Nasser", "Khoury", "Mansour", "Saleh", "الهاشمي"],
 }
+_RU_SURNAME_ENDINGS = ("ов", "ев", "ёв", "ин")
+
+
+def ru_female(first: str) -> bool:
+    return first.endswith(("а", "я"))
+
+
+def person_last_name(first: str, last: str, lang: str) -> str:
+    """Russian surnames agree with the person's gender: Петров / Петрова."""
+    if lang != "ru":
+        return last
+    base = last[:-1] if last.endswith(tuple(e + "а" for e in _RU_SURNAME_ENDINGS)) else last
+    return base + "а" if ru_female(first) and base.endswith(_RU_SURNAME_ENDINGS) else base
+
+
+RU_PATRONYMICS = {True: ["Ивановна", "Петровна", "Сергеевна"], False: ["Иванович", "Петрович", "Сергеевич"]}
+
 TRANSLIT = [
     "anna",
     "maria",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -78,19 +79,35 @@ class Emulator:
     limits: bool = True
     base_url: str = ""  # "http://127.0.0.1:<port>", set once the server is bound
     default_client_id: str = ""  # the app /_emulator/oauth/code mints codes for unless told otherwise
+    closing: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _busy: int = field(default=0, init=False, repr=False)  # requests in flight
+    _idle: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        request = Request(environ)
-        path = request.path
-        if path.startswith("/rest/"):
-            response = self.rest(request)
-        elif path.rstrip("/") == "/oauth/token":
-            response = self.oauth_token(request)
-        elif path.startswith("/_emulator/"):
-            response = self.control(request)
-        else:
-            response = Response("Not Found", 404, content_type="text/plain; charset=utf-8")
-        return response(environ, start_response)
+        with self._idle:
+            self._busy += 1
+        try:
+            request = Request(environ)
+            path = request.path
+            if path.startswith("/rest/"):
+                response = self.rest(request)
+            elif path.rstrip("/") == "/oauth/token":
+                response = self.oauth_token(request)
+            elif path.startswith("/_emulator/"):
+                response = self.control(request)
+            else:
+                response = Response("Not Found", 404, content_type="text/plain; charset=utf-8")
+            return response(environ, start_response)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Cut short `slow` faults and wait for requests in flight, so none touches a store about to close."""
+        self.closing.set()
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     # /rest/
 
@@ -106,9 +123,11 @@ class Emulator:
                 self.stats.fault()
                 injected = self._inject(fault, request)
                 if injected is not None:
+                    request.get_data()  # read the body: left in the socket it would be parsed as the next request
                     return injected
             if self.limits and not self.bucket.try_acquire():
                 self.stats.refused("QUERY_LIMIT_EXCEEDED")
+                request.get_data()
                 return _error_response(query_limit())
         else:
             fault = None
@@ -259,7 +278,8 @@ class Emulator:
     def _inject(self, fault: FaultRule, request: Request) -> Response | DroppedConnection | None:
         """Answer for an injected fault, or None when the request is to be served (slow, truncated)."""
         if fault.kind == "slow":
-            time.sleep(fault.seconds)
+            if self.closing.wait(fault.seconds):  # the portal is stopping: never reach the store
+                return DroppedConnection()
             return None
         if fault.kind == "truncated":
             return None

@@ -148,6 +148,13 @@ class EntityTable:
             for f in self.kind.fields
         )
         self.store.conn.execute(f'CREATE TABLE IF NOT EXISTS "{self.kind.key}" ({cols})')
+        # a database file written by an older emulator lacks the standard fields added since: add them empty
+        present = {row[1] for row in self.store.conn.execute(f'PRAGMA table_info("{self.kind.key}")')}
+        for f in self.kind.fields:
+            if f.name not in present:
+                self.store.conn.execute(
+                    f'ALTER TABLE "{self.kind.key}" ADD COLUMN "{f.name}" {_SQL_TYPE[f.storage]}'
+                )
 
     def create_indexes(self) -> None:
         self.store.conn.execute(

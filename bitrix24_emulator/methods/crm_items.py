@@ -2,7 +2,9 @@
 smart invoices (31): camelCase names, typed values, `ufCrm*` user fields, `result.items`.
 
 Unlike the legacy lists, an unknown filter or order field is an error (INVALID_ARG_VALUE), and `start=-1`
-drops the whole navigation block (no `total`, no `next`).
+drops the whole navigation block (no `total`, no `next`: core-src RestManager::getNavigationData; the sample
+output in settings/performance/huge-data.md shows `"total": 0`, but its code cannot have produced it, as it
+reads crm.item.list's `result` as a flat list).
 """
 
 from __future__ import annotations
@@ -28,17 +30,30 @@ def _table(ctx: MethodContext, params: dict[str, Any]) -> EntityTable:
     return ctx.store.table(kind.key)
 
 
+def _uf_names(table: EntityTable, params: dict[str, Any]) -> dict[str, str]:
+    """camelCase -> original name of every user field when `useOriginalUfNames=Y` (docs crm-item-list.md,
+    crm-item-get.md, crm-item-fields.md: `Y` gives `UF_CRM_...` names, `N`, the default, camelCase), else {}."""
+    if str(params.get("useOriginalUfNames", "N")).upper() not in ("Y", "1", "TRUE"):
+        return {}
+    return {col.camel: col.name for col in table.columns.values() if col.uf is not None}
+
+
+def _renamed(item: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    return {names.get(key, key): value for key, value in item.items()} if names else item
+
+
 @method("crm.item.list", "crm")
 def item_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     start = php_intval(params.get("start", 0)) if not isinstance(params.get("start"), list | dict) else 0
     with ctx.store.lock:
         table = _table(ctx, params)
-        cols, with_fm = item_select(table, as_list(params.get("select")))
+        cols, with_fm, keep = item_select(table, as_list(params.get("select")))
         where, args = item_filter(table, ctx, as_mapping(params.get("filter"), "filter", legacy=False))
         order = item_order(table, as_mapping(params.get("order"), "order", legacy=False))
         rows, total, nxt = table.page(cols, where, args, order, start, ctx.cost)
-        items = format_item(table, cols, rows, with_fm)
-    return MethodResult({"items": items}, total=total, next=nxt)
+        items = format_item(table, cols, rows, with_fm, keep)
+        names = _uf_names(table, params)
+    return MethodResult({"items": [_renamed(item, names) for item in items]}, total=total, next=nxt)
 
 
 @method("crm.item.get", "crm")
@@ -54,7 +69,7 @@ def item_get(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
             raise ApiError("NOT_FOUND", "Element not found")
         ctx.cost.rows_scanned += 1
         ctx.cost.rows_returned += 1
-        item = format_item(table, cols, [row], bool(table.kind.multifields))[0]
+        item = _renamed(format_item(table, cols, [row], bool(table.kind.multifields))[0], _uf_names(table, params))
     return MethodResult({"item": item})
 
 
@@ -83,4 +98,4 @@ def item_fields(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
                 "title": "Multifields",
                 "upperName": "FM",
             }
-    return MethodResult({"fields": out})
+    return MethodResult({"fields": _renamed(out, _uf_names(table, params))})

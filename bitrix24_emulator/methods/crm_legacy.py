@@ -219,19 +219,32 @@ def uf_meta(uf: UserField) -> dict[str, Any]:
     return meta
 
 
+# Multiple-binding fields that `fields` describes but the legacy lists neither select nor filter (docs
+# crm-deal-fields.md, crm-lead-fields.md, crm-contact-fields.md, crm-company-fields.md): entity -> anchor field
+# -> (name, type, title), listed right after the anchor.
+_BINDINGS = {
+    "deal": {"CONTACT_ID": ("CONTACT_IDS", "crm_contact", "Contacts")},
+    "lead": {"CONTACT_ID": ("CONTACT_IDS", "crm_contact", "CONTACT_IDS")},
+    "contact": {"COMPANY_ID": ("COMPANY_IDS", "crm_company", "COMPANY_IDS")},
+    "company": {"DATE_MODIFY": ("CONTACT_ID", "crm_contact", "Contact")},
+}
+
+
 def fields_meta(table: EntityTable) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    bindings = _BINDINGS.get(table.kind.key, {})
     for f in table.kind.fields:
         out[f.name] = f.meta()
-        if table.kind.key == "deal" and f.name == "CONTACT_ID":
-            out["CONTACT_IDS"] = {
-                "type": "crm_contact",
+        if f.name in bindings:
+            name, type_, title = bindings[f.name]
+            out[name] = {
+                "type": type_,
                 "isRequired": False,
                 "isReadOnly": False,
                 "isImmutable": False,
                 "isMultiple": True,
                 "isDynamic": False,
-                "title": "Contacts",
+                "title": title,
             }
     for m in table.kind.multifields:
         out[m] = {

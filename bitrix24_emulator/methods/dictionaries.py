@@ -11,7 +11,7 @@ from typing import Any
 from ..dictionaries_seed import DEAL_CATEGORIES, ENTITY_TYPES, SMART_INVOICE_CATEGORY, deal_stage_entity
 from ..errors import ApiError, missing_parameter
 from ..filters import FilterColumn, FilterCompiler, FilterError
-from ..records import as_mapping, upper_keys
+from ..records import as_list, as_mapping, upper_keys
 from ..store import PAGE
 from ..values import php_intval
 from . import MethodContext, MethodResult, method
@@ -128,6 +128,18 @@ def status_entity_items(ctx: MethodContext, params: dict[str, Any]) -> MethodRes
     return MethodResult([{"NAME": n, "SORT": s, "STATUS_ID": sid} for n, s, sid in rows])
 
 
+# Doc: api-reference/crm/universal/category/crm-category-list.md (errors NOT_FOUND "Smart process not found",
+# ENTITY_TYPE_NOT_SUPPORTED for types without pipelines; the default pipeline 0 has no originId/originatorId).
+_NO_PIPELINES = {1: "LEAD", 7: "QUOTE"}
+
+
+def _category(cid: int, name: str, sort: int, type_id: int, default: str) -> dict[str, Any]:
+    category: dict[str, Any] = {"id": cid, "name": name, "sort": sort, "entityTypeId": type_id, "isDefault": default}
+    if cid != 0:
+        category.update(originId="", originatorId="")
+    return category
+
+
 @method("crm.category.list", "crm")
 def category_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     raw = params.get("entityTypeId")
@@ -141,21 +153,12 @@ def category_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
         ).fetchall()
     if not rows:
         defaults = {3: "Contacts", 4: "Companies"}
+        if type_id in _NO_PIPELINES:
+            raise ApiError("ENTITY_TYPE_NOT_SUPPORTED", f"Entity type {_NO_PIPELINES[type_id]} is not supported")
         if type_id not in defaults:
-            raise ApiError("NOT_FOUND", "SPA not found")
+            raise ApiError("NOT_FOUND", "Smart process not found")
         rows = [(0, defaults[type_id], 500, "Y")]
-    categories = [
-        {
-            "id": cid,
-            "name": name,
-            "sort": sort,
-            "entityTypeId": type_id,
-            "isDefault": default,
-            "originId": "",
-            "originatorId": "",
-        }
-        for cid, name, sort, default in rows
-    ]
+    categories = [_category(cid, name, sort, type_id, default) for cid, name, sort, default in rows]
     return MethodResult({"categories": categories}, total=len(categories))
 
 
@@ -177,7 +180,16 @@ _USER_COLUMNS = {
     "LAST_LOGIN": "datetime",
     "TIME_ZONE": "text",
 }
-_USER_FILTER_SKIP = {"FILTER", "SORT", "ORDER", "START", "ADMIN_MODE", "AUTH"}
+_USER_FILTER_SKIP = {"FILTER", "SORT", "ORDER", "START", "ADMIN_MODE", "AUTH", "SELECT", "IMAGE_RESIZE"}
+
+
+def _user_selected(user: dict[str, Any], select: list[Any]) -> dict[str, Any]:
+    """Doc api-reference/user/user-get.md: `select` names fields, `*` = all, `UF_*` = user fields; unknown
+    names are skipped without an error; no select = all fields."""
+    names = {str(n) for n in select}
+    if not names or "*" in names:
+        return user
+    return {k: v for k, v in user.items() if k in names or ("UF_*" in names and k.startswith("UF_"))}
 
 
 @method("user.get", "user")
@@ -234,9 +246,11 @@ def user_get(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
                 "PERSONAL_CITY": rec["PERSONAL_CITY"] or "",
                 "WORK_PHONE": "",
                 "WORK_POSITION": rec["WORK_POSITION"] or "",
+                "UF_EMPLOYMENT_DATE": "",
                 "UF_DEPARTMENT": json.loads(rec["UF_DEPARTMENT"]),
                 "USER_TYPE": "employee",
             }
         )
+    users = [_user_selected(user, as_list(p.get("SELECT"))) for user in users]
     nxt = offset + PAGE if offset + PAGE < total else None
     return MethodResult(users, total=total, next=nxt)

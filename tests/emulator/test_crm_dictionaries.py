@@ -58,7 +58,14 @@ def test_status_rows_and_entity_types(call: Caller) -> None:
     page = call("crm.status.list", {"filter": {"ENTITY_ID": "DEAL_STAGE"}, "order": {"SORT": "ASC"}})
     assert page.total == len(page.result)
     won = next(r for r in page.result if r["STATUS_ID"] == "WON")
-    assert (won["SEMANTICS"], won["EXTRA"]["SEMANTICS"], won["CATEGORY_ID"]) == ("S", "success", "0")
+    # Doc: api-reference/crm/status/crm-status-list.md (DEAL_STAGE rows: CATEGORY_ID null, NAME_INIT "" unless
+    # the entry is a system one); tutorials/crm/how-to-get-lists/how-to-get-elements-by-stage-filter.md
+    # (DEAL_STAGE_10 rows: CATEGORY_ID "10")
+    assert (won["SEMANTICS"], won["EXTRA"]["SEMANTICS"], won["CATEGORY_ID"]) == ("S", "success", None)
+    assert {(r["SYSTEM"], r["NAME_INIT"] == r["NAME"]) for r in page.result} == {("Y", True), ("N", False)}
+    assert {r["NAME_INIT"] for r in page.result if r["SYSTEM"] == "N"} == {""}
+    other = call("crm.status.list", {"filter": {"ENTITY_ID": "DEAL_STAGE_1"}}).result
+    assert {r["CATEGORY_ID"] for r in other} == {"1"}
     assert set(won) == {
         "ID",
         "ENTITY_ID",
@@ -85,7 +92,13 @@ def test_categories(call: Caller) -> None:
     cats = page.result["categories"]
     assert page.total == len(cats) == 4
     default = next(c for c in cats if c["id"] == 0)
-    assert default["isDefault"] == "Y" and default["entityTypeId"] == 2
+    # Doc: api-reference/crm/universal/category/crm-category-list.md: the default pipeline has no origin keys,
+    # others have them empty; errors NOT_FOUND "Smart process not found" and ENTITY_TYPE_NOT_SUPPORTED
+    assert default == {"id": 0, "name": default["name"], "sort": default["sort"], "entityTypeId": 2, "isDefault": "Y"}
+    assert all((c["originId"], c["originatorId"]) == ("", "") for c in cats if c["id"] != 0)
+    unknown = api_error(call, "crm.category.list", {"entityTypeId": 1234})
+    assert (unknown.code, unknown.description) == ("NOT_FOUND", "Smart process not found")
+    assert api_error(call, "crm.category.list", {"entityTypeId": 1}).code == "ENTITY_TYPE_NOT_SUPPORTED"
     assert call("crm.category.list", {"entityTypeId": 31}).result["categories"][0]["id"] == 5
     assert api_error(call, "crm.category.list", {}).code == 100
 
@@ -103,6 +116,10 @@ def test_user_get_paging_and_fields() -> None:
     inactive = call("user.get", {"FILTER": {"ACTIVE": False}}).result
     assert inactive and all(u["ACTIVE"] is False for u in inactive)
     assert [u["ID"] for u in call("user.get", {"ID": 7}).result] == ["7"]
+    # Doc: api-reference/user/user-get.md: `select` with names and masks, unknown names skipped
+    picked = call("user.get", {"ID": 7, "select": ["ID", "NAME", "UF_*", "NO_SUCH_FIELD"]}).result
+    assert set(picked[0]) == {"ID", "NAME", "UF_DEPARTMENT", "UF_EMPLOYMENT_DATE"}
+    assert call("user.get", {"ID": 7, "select": ["*"]}).result == call("user.get", {"ID": 7}).result
     s.close()
 
 
@@ -136,3 +153,17 @@ def test_generated_data_is_varied(store: Store) -> None:
         conn.execute("SELECT COUNT(DISTINCT OWNER_ID) FROM sale_order WHERE OWNER_TYPE_ID = 2").fetchone()[0]
         < conn.execute("SELECT COUNT(*) FROM deal").fetchone()[0]
     )
+
+
+def test_russian_names_agree_in_gender(store: Store) -> None:
+    """Петрова is a woman's surname, Петрович a man's patronymic: no "Алексей Петрова" in the generated CRM."""
+    rows = store.conn.execute('SELECT NAME, SECOND_NAME, LAST_NAME FROM "contact" UNION ALL '
+                              'SELECT NAME, SECOND_NAME, LAST_NAME FROM "lead"').fetchall()
+    russian = [r for r in rows if r[0] and "А" <= r[0][0] <= "я"]
+    assert russian
+    for first, second, last in russian:
+        female = first.endswith(("а", "я"))
+        if last.endswith(("ов", "ев", "ин", "ова", "ева", "ина")):
+            assert last.endswith("а") == female, (first, last)
+        if second:
+            assert second.endswith("на") == female, (first, second)

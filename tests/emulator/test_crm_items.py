@@ -40,7 +40,23 @@ def test_fm_only_with_star(call: Caller) -> None:
     with_fm = [i for i in star if i["fm"]]
     assert with_fm and set(with_fm[0]["fm"][0]) == {"id", "valueType", "value", "typeId"}
     named = call("crm.item.list", {"entityTypeId": 3, "select": ["id", "name", "fm"]}).result["items"][0]
-    assert set(named) == {"id", "name", "entityTypeId"}
+    assert set(named) == {"id", "name"}
+
+
+def test_select_is_exactly_what_comes_back(call: Caller) -> None:
+    # Doc: api-reference/crm/universal/crm-item-list.md (the response items hold just the selected fields, no
+    # entityTypeId); core-src Item::getJsonForItems intersects items with the select, even `id`; UPPER_CASE
+    # names of known fields are accepted (OrmObject::convertFieldNameFromCamelCaseToUpperCase).
+    def first(select: list[str]) -> dict[str, object]:
+        return call("crm.item.list", {"entityTypeId": 2, "select": select, "order": {"ID": "ASC"}}).result["items"][0]
+
+    assert first(["title"]) == {"title": call("crm.item.get", {"entityTypeId": 2, "id": 1}).result["item"]["title"]}
+    assert set(first(["ID", "STAGE_ID", "opportunity"])) == {"id", "stageId", "opportunity"}
+    assert set(first(["id", "contactIds", "entityTypeId"])) == {"id", "contactIds", "entityTypeId"}
+    with_ufs = first(["id", "UF_*"])
+    assert "ufCrm_1699000001" in with_ufs and "title" not in with_ufs
+    newest = call("crm.item.list", {"entityTypeId": 2, "select": ["id"], "filter": {">ID": 5}, "order": {"ID": "DESC"}})
+    assert newest.result["items"][0] == {"id": 120}
 
 
 def test_start_minus_one_has_no_total_and_no_next(call: Caller) -> None:
@@ -65,10 +81,10 @@ def test_filters_and_logic_groups(call: Caller) -> None:
 
 
 def test_unknown_filter_or_order_field_is_an_error(call: Caller) -> None:
-    err = api_error(call, "crm.item.list", {"entityTypeId": 2, "filter": {"STAGE_ID": "NEW"}})
+    err = api_error(call, "crm.item.list", {"entityTypeId": 2, "filter": {"STAGE_IDENT": "NEW"}})
     assert (err.code, err.description) == (
         "INVALID_ARG_VALUE",
-        "Invalid filter: field 'STAGE_ID' is not allowed in filter",
+        "Invalid filter: field 'STAGE_IDENT' is not allowed in filter",
     )
     err = api_error(call, "crm.item.list", {"entityTypeId": 2, "order": {"nope": "ASC"}})
     assert err.description == "Invalid order: field 'nope' is not allowed in order"
@@ -108,3 +124,18 @@ def test_item_errors(call: Caller) -> None:
     assert api_error(call, "crm.item.list", {}).code == 100
     err = api_error(call, "crm.item.get", {"entityTypeId": 2, "id": 99_999})
     assert (err.code, err.description) == ("NOT_FOUND", "Element not found")
+
+
+def test_use_original_uf_names(call: Caller) -> None:
+    # Doc: api-reference/crm/universal/crm-item-list.md, crm-item-get.md, crm-item-fields.md (useOriginalUfNames)
+    params = {"entityTypeId": 2, "useOriginalUfNames": "Y", "order": {"id": "ASC"}}
+    item = call("crm.item.list", params).result["items"][0]
+    assert "UF_CRM_1699000001" in item and "ufCrm_1699000001" not in item and "title" in item
+    picked = call("crm.item.list", {**params, "select": ["id", "UF_CRM_1699000002"]}).result["items"][0]
+    assert set(picked) == {"id", "UF_CRM_1699000002"}
+    got = call("crm.item.get", {"entityTypeId": 2, "id": item["id"], "useOriginalUfNames": "Y"}).result["item"]
+    assert got["UF_CRM_1699000002"] == item["UF_CRM_1699000002"]
+    fields = call("crm.item.fields", {"entityTypeId": 2, "useOriginalUfNames": "Y"}).result["fields"]
+    assert "UF_CRM_1699000001" in fields and "stageId" in fields
+    default = call("crm.item.list", {"entityTypeId": 2, "useOriginalUfNames": "N"}).result["items"][0]
+    assert "ufCrm_1699000001" in default

@@ -314,6 +314,54 @@ def test_fields_metadata(call: Caller) -> None:
     assert call("crm.lead.fields").result["PHONE"]["type"] == "crm_multifield"
 
 
+# Standard fields in the order the docs list them (field names only): api-reference/crm/deals/crm-deal-fields.md,
+# api-reference/crm/leads/crm-lead-fields.md, api-reference/crm/contacts/crm-contact-fields.md,
+# api-reference/crm/companies/crm-company-fields.md (its PARENT_ID_156 is the doc portal's own smart process).
+_ADDR = "ADDRESS ADDRESS_2 ADDRESS_CITY ADDRESS_POSTAL_CODE ADDRESS_REGION ADDRESS_PROVINCE ADDRESS_COUNTRY "
+_ADDR += "ADDRESS_COUNTRY_CODE ADDRESS_LOC_ADDR_ID"
+_TAIL = "ORIGINATOR_ID ORIGIN_ID UTM_SOURCE UTM_MEDIUM UTM_CAMPAIGN UTM_CONTENT UTM_TERM "
+_TAIL += "LAST_ACTIVITY_TIME LAST_ACTIVITY_BY"
+DOCUMENTED_FIELDS = {
+    "deal": "ID TITLE TYPE_ID CATEGORY_ID STAGE_ID STAGE_SEMANTIC_ID IS_NEW IS_RECURRING IS_RETURN_CUSTOMER "
+    "IS_REPEATED_APPROACH PROBABILITY CURRENCY_ID OPPORTUNITY IS_MANUAL_OPPORTUNITY TAX_VALUE COMPANY_ID CONTACT_ID "
+    "CONTACT_IDS QUOTE_ID BEGINDATE CLOSEDATE OPENED CLOSED COMMENTS ASSIGNED_BY_ID CREATED_BY_ID MODIFY_BY_ID "
+    "MOVED_BY_ID DATE_CREATE DATE_MODIFY MOVED_TIME SOURCE_ID SOURCE_DESCRIPTION LEAD_ID ADDITIONAL_INFO LOCATION_ID "
+    + _TAIL,
+    "lead": "ID TITLE HONORIFIC NAME SECOND_NAME LAST_NAME BIRTHDATE COMPANY_TITLE SOURCE_ID SOURCE_DESCRIPTION "
+    f"STATUS_ID STATUS_DESCRIPTION STATUS_SEMANTIC_ID POST {_ADDR} CURRENCY_ID OPPORTUNITY IS_MANUAL_OPPORTUNITY "
+    "OPENED COMMENTS HAS_PHONE HAS_EMAIL HAS_IMOL ASSIGNED_BY_ID CREATED_BY_ID MODIFY_BY_ID MOVED_BY_ID DATE_CREATE "
+    f"DATE_MODIFY MOVED_TIME COMPANY_ID CONTACT_ID CONTACT_IDS IS_RETURN_CUSTOMER DATE_CLOSED {_TAIL} "
+    "PHONE EMAIL WEB IM LINK",
+    "contact": "ID HONORIFIC NAME SECOND_NAME LAST_NAME PHOTO BIRTHDATE TYPE_ID SOURCE_ID SOURCE_DESCRIPTION POST "
+    f"{_ADDR} COMMENTS OPENED EXPORT HAS_PHONE HAS_EMAIL HAS_IMOL ASSIGNED_BY_ID CREATED_BY_ID MODIFY_BY_ID "
+    f"DATE_CREATE DATE_MODIFY COMPANY_ID COMPANY_IDS LEAD_ID ORIGINATOR_ID ORIGIN_ID ORIGIN_VERSION "
+    "UTM_SOURCE UTM_MEDIUM UTM_CAMPAIGN UTM_CONTENT UTM_TERM LAST_ACTIVITY_TIME LAST_ACTIVITY_BY "
+    "PHONE EMAIL WEB IM LINK",
+    "company": f"ID TITLE COMPANY_TYPE LOGO {_ADDR} ADDRESS_LEGAL REG_ADDRESS REG_ADDRESS_2 REG_ADDRESS_CITY "
+    "REG_ADDRESS_POSTAL_CODE REG_ADDRESS_REGION REG_ADDRESS_PROVINCE REG_ADDRESS_COUNTRY REG_ADDRESS_COUNTRY_CODE "
+    "REG_ADDRESS_LOC_ADDR_ID BANKING_DETAILS INDUSTRY EMPLOYEES CURRENCY_ID REVENUE OPENED COMMENTS HAS_PHONE "
+    "HAS_EMAIL HAS_IMOL IS_MY_COMPANY ASSIGNED_BY_ID CREATED_BY_ID MODIFY_BY_ID DATE_CREATE DATE_MODIFY CONTACT_ID "
+    "LEAD_ID ORIGINATOR_ID ORIGIN_ID ORIGIN_VERSION UTM_SOURCE UTM_MEDIUM UTM_CAMPAIGN UTM_CONTENT UTM_TERM "
+    "LAST_ACTIVITY_TIME LAST_ACTIVITY_BY LAST_COMMUNICATION_TIME PHONE EMAIL WEB IM LINK",
+}
+
+
+@pytest.mark.parametrize("entity", list(DOCUMENTED_FIELDS))
+def test_fields_are_the_documented_ones_in_order(call: Caller, entity: str) -> None:
+    meta = call(f"crm.{entity}.fields").result
+    assert [name for name in meta if not name.startswith("UF_")] == DOCUMENTED_FIELDS[entity].split()
+
+
+def test_fields_flags_follow_the_docs(call: Caller) -> None:
+    lead, contact, company = (call(f"crm.{e}.fields").result for e in ("lead", "contact", "company"))
+    assert lead["CONTACT_ID"].get("isDeprecated") is True and "settings" not in lead["CONTACT_ID"]
+    assert lead["CONTACT_IDS"]["isMultiple"] is True and contact["COMPANY_IDS"]["type"] == "crm_company"
+    assert contact["LEAD_ID"]["settings"] == company["LEAD_ID"]["settings"] == {"parentEntityTypeId": 1}
+    assert company["TITLE"]["isRequired"] is True and company["CONTACT_ID"]["isMultiple"] is True
+    assert (contact["PHOTO"]["type"], company["LOGO"]["type"]) == ("file", "file")
+    assert company["LAST_COMMUNICATION_TIME"]["isReadOnly"] is True
+
+
 def test_userfield_list_rows(call: Caller) -> None:
     rows = call("crm.deal.userfield.list").result
     assert [int(r["SORT"]) for r in rows] == sorted(int(r["SORT"]) for r in rows)

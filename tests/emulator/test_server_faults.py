@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
+from werkzeug.test import EnvironBuilder
 
 from bitrix24_emulator.faults import FaultRule
 from tests.emulator.conftest import Server
@@ -48,6 +49,25 @@ def test_drop_closes_the_connection_without_a_response(server: Server) -> None:
     with pytest.raises(requests.ConnectionError):
         requests.post(server.webhook_url + "test.echo", json={"a": 1}, timeout=5)
     assert requests.get(server.webhook_url + "test.echo", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("refusal", ["drop", "rate_limit", "bucket"])
+def test_early_answers_read_the_request_body(server_factory: Any, refusal: str) -> None:
+    """A body left unread stays in the keep-alive socket and werkzeug parses it as the next request line
+    (`code 400, Bad request syntax ('{}')` in the log): every answer given before the params are decoded
+    (faults, the leaky bucket) reads the body first."""
+    server = server_factory(burst=0 if refusal == "bucket" else 50)
+    emulator = server.emulator
+    if refusal != "bucket":
+        emulator.faults.add({"kind": refusal, "count": 1})
+    body = b'{"filter": {">ID": 5}}'
+    path = f"/rest/1/{server.token}/test.echo"
+    environ = EnvironBuilder(method="POST", path=path, data=body, content_type="application/json").get_environ()
+    try:
+        b"".join(emulator(environ, lambda *args: None))
+    except ConnectionAbortedError:
+        assert refusal == "drop"
+    assert environ["wsgi.input"].read() == b""
 
 
 def test_slow_answers_after_a_delay(server: Server) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,3 +110,26 @@ def test_cli_prints_the_webhook_url_first_and_stops_on_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_stop_cuts_short_a_slow_request_without_touching_the_closed_store(caplog: pytest.LogCaptureFixture) -> None:
+    """A `slow` fault still sleeping when the Portal stops used to wake up on a closed store ("Cannot operate
+    on a closed database" in the log); now the stop wakes it, it drops the connection, and the stop waits for it.
+    """
+    outcome: list[BaseException] = []
+
+    def slow_call(url: str) -> None:
+        try:
+            requests.post(url + "crm.deal.list", json={}, timeout=60)
+        except requests.ConnectionError as error:
+            outcome.append(error)
+
+    with Portal(seed=7, deals=5, leads=1, contacts=1, companies=1, users=2) as small:
+        small.set_faults(kind="slow", count=1, seconds=60)
+        caller = threading.Thread(target=slow_call, args=(small.webhook_url,))
+        caller.start()
+        while small.stats()["faults_injected"] == 0:  # the request is in, asleep in the fault
+            caller.join(0.01)
+    caller.join(10)
+    assert not caller.is_alive() and len(outcome) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

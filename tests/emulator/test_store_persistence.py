@@ -71,3 +71,15 @@ def test_one_store_serves_many_threads() -> None:
     assert errors == []
     assert {f"UF_CRM_T{n}" for n in range(6)} <= set(call("crm.deal.fields").result)
     store.close()
+
+
+def test_a_file_from_an_older_emulator_gets_the_new_standard_fields(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.sqlite")
+    old = Store(path, Clock("Europe/Moscow"))
+    seed_portal(old, deals=3, leads=1, contacts=1, companies=2, users=1)
+    old.conn.execute('ALTER TABLE "company" DROP COLUMN "ADDRESS_LEGAL"')  # as written before the field existed
+    old.close()
+    again = Store(path, Clock("Europe/Moscow"))
+    rows = caller(again)("crm.company.list", {"select": ["ID", "ADDRESS_LEGAL"], "order": {"ID": "ASC"}}).result
+    assert rows == [{"ID": "1", "ADDRESS_LEGAL": None}, {"ID": "2", "ADDRESS_LEGAL": None}]
+    again.close()
