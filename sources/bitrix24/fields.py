@@ -1,0 +1,417 @@
+"""Types from the portal's field metadata (`crm.<x>.fields`), applied once per field, never guessed per value.
+
+The legacy API returns numbers as strings, empty dates as `""`, booleans as `"Y"`/`"N"`, money as `"300|EUR"`
+and date-only fields as a local midnight with an offset. Left to dlt's inference these become text columns,
+`__v_text` variant columns and dates shifted by a day. A `FieldPlan` turns the metadata of one entity into dlt
+column hints and one converter per field, and coerces pages of rows with them:
+
+* `""`, `None` (and `False` in a non-boolean field) are NULL;
+* date-only fields keep the portal's calendar date (`value[:10]`), datetimes become aware datetimes;
+* money becomes `<code>_amount` (decimal) and `<code>_currency` next to the raw `<code>` text;
+* enumerations keep their option ids (labels are in the `fields` table);
+* multiple fields and multi-fields (PHONE, EMAIL, WEB, IM) stay lists, which dlt loads as child tables;
+* a value that does not parse is set to NULL, its text kept in `<code>__raw`, and counted: a row is never
+  dropped.
+
+Columns keep the raw field codes (`UF_CRM_...`), never labels: labels (often Cyrillic) become column
+descriptions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+RAW_SUFFIX = "__raw"
+AMOUNT_SUFFIX = "_amount"
+CURRENCY_SUFFIX = "_currency"
+
+# Bitrix field type -> kind of value. Anything not listed is text.
+_KIND_BY_TYPE: dict[str, str] = {
+    "integer": "int",
+    "int": "int",
+    "user": "int",
+    "employee": "int",
+    "crm_company": "int",
+    "crm_contact": "int",
+    "crm_lead": "int",
+    "crm_quote": "int",
+    "crm_deal": "int",
+    "crm_category": "int",
+    "crm_entity": "int",
+    "iblock_element": "int",
+    "iblock_section": "int",
+    "double": "double",
+    "char": "bool",
+    "boolean": "bool",
+    "date": "date",
+    "datetime": "datetime",
+    "money": "money",
+    "enumeration": "enum",
+    "file": "json",
+    "diskfile": "json",
+    "crm_multifield": "multifield",
+}
+_COLUMN_TYPE: dict[str, dict[str, Any]] = {
+    "int": {"data_type": "bigint"},
+    "enum": {"data_type": "bigint"},
+    "double": {"data_type": "double"},
+    "decimal": {"data_type": "decimal"},
+    "bool": {"data_type": "bool"},
+    "date": {"data_type": "date"},
+    "datetime": {"data_type": "timestamp", "timezone": True},
+    "text": {"data_type": "text"},
+    "json": {"data_type": "json"},
+}
+_KIND_BY_DATA_TYPE = {
+    "bigint": "int", "double": "double", "decimal": "decimal", "bool": "bool", "date": "date",
+    "timestamp": "datetime", "text": "text", "json": "json",
+}  # fmt: skip
+# What the state keeps of each field's metadata (enough for the plan and the `fields` table).
+_META_KEYS = (
+    "type",
+    "isRequired",
+    "isReadOnly",
+    "isMultiple",
+    "isDynamic",
+    "title",
+    "listLabel",
+    "formLabel",
+    "statusType",
+    "items",
+)
+_TRUE = frozenset({"Y", "y", "1", "true", "True", "TRUE"})
+_FALSE = frozenset({"N", "n", "0", "false", "False", "FALSE"})
+
+
+# ------------------------------------------------------------------------------------------------ converters
+# Each takes a non-empty value and returns the typed value, or raises ValueError/TypeError/ArithmeticError.
+
+
+def to_int(value: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            number = float(text)  # "5.0" from a double-formatted integer
+            if number.is_integer():
+                return int(number)
+            raise
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TypeError(f"not an integer: {type(value).__name__}")
+
+
+def to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise TypeError(f"not a number: {type(value).__name__}")
+    number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError("not a finite number")
+    return number
+
+
+def to_double(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise TypeError(f"not a number: {type(value).__name__}")
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number")
+    return number
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+    raise ValueError("not a boolean")
+
+
+def to_date(value: Any) -> date:
+    """The portal sends a date as its local midnight with an offset; the date part is the calendar date."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"not a date: {type(value).__name__}")
+    return date.fromisoformat(value[:10])
+
+
+def to_datetime(value: Any) -> datetime:
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("a datetime without an offset is ambiguous")
+    return parsed
+
+
+def to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def to_json(value: Any) -> Any:
+    return value
+
+
+def to_money(value: Any) -> tuple[str, Decimal | None, str | None]:
+    """`"300|EUR"` -> ("300|EUR", Decimal("300"), "EUR"); an amount without a currency is allowed."""
+    if not isinstance(value, str):
+        raise TypeError(f"not a money value: {type(value).__name__}")
+    amount, _, currency = value.partition("|")
+    return value, (to_decimal(amount) if amount.strip() else None), (currency.strip() or None)
+
+
+def to_multifield(value: Any) -> dict[str, Any]:
+    """One PHONE/EMAIL/WEB/IM entry: {ID, VALUE_TYPE, VALUE, TYPE_ID} with the id as an integer."""
+    if not isinstance(value, dict):
+        raise TypeError("not a multi-field entry")
+    return {k: (to_int(v) if k == "ID" and v not in (None, "") else v) for k, v in value.items()}
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "int": to_int,
+    "enum": to_int,
+    "decimal": to_decimal,
+    "double": to_double,
+    "bool": to_bool,
+    "date": to_date,
+    "datetime": to_datetime,
+    "text": to_text,
+    "json": to_json,
+    "money": to_money,
+    "multifield": to_multifield,
+}
+
+
+_BAD_VALUE = (ValueError, TypeError, ArithmeticError, InvalidOperation)
+
+
+def _is_empty(value: Any, kind: str) -> bool:
+    return value is None or value == "" or (value is False and kind != "bool")
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    code: str
+    kind: str
+    multiple: bool
+    label: str | None
+
+
+def field_kind(code: str, meta: Mapping[str, Any]) -> str:
+    """The kind of value of one field. Standard double fields (OPPORTUNITY, TAX_VALUE, REVENUE) are amounts of
+    money: decimal keeps them exact; user double fields stay double."""
+    kind = _KIND_BY_TYPE.get(str(meta.get("type", "")), "text")
+    if kind == "double" and not meta.get("isDynamic"):
+        return "decimal"
+    return kind
+
+
+def field_label(meta: Mapping[str, Any]) -> str | None:
+    """A user field's `title` is its code; its human name is the list label (sometimes one per language)."""
+    for key in ("listLabel", "formLabel", "title"):
+        label = meta.get(key)
+        if isinstance(label, dict):
+            label = label.get("en") or next((v for v in label.values() if v), None)
+        if label:
+            return str(label)
+    return None
+
+
+def trim_meta(fields_result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The part of a `crm.<x>.fields` result kept in pipeline state."""
+    trimmed: dict[str, dict[str, Any]] = {}
+    for code, meta in fields_result.items():
+        if isinstance(meta, Mapping):
+            trimmed[str(code)] = {k: meta[k] for k in _META_KEYS if k in meta}
+    return trimmed
+
+
+@dataclass
+class CoercionReport:
+    """What coercing pages found: unparseable values per field, and keys the metadata does not describe."""
+
+    invalid: Counter[str] = field(default_factory=Counter)
+    unknown_keys: set[str] = field(default_factory=set)
+
+
+class FieldPlan:
+    """Column hints and converters for one entity, built from its (trimmed) field metadata."""
+
+    def __init__(self, meta: Mapping[str, Mapping[str, Any]], existing: Mapping[str, str] | None = None):
+        """`existing`: field code -> data type of the column the destination already has. A column keeps its
+        type when the portal changes the field's type (a field deleted and re-created under the same code):
+        values that do not fit it go to `<code>__raw`, instead of a hint the destination cannot apply."""
+        existing = existing or {}
+        self.specs: dict[str, FieldSpec] = {}
+        for code, m in meta.items():
+            multiple = bool(m.get("isMultiple")) or m.get("type") == "crm_multifield"
+            kind = "multifield" if m.get("type") == "crm_multifield" else field_kind(code, m)
+            kept = _KIND_BY_DATA_TYPE.get(existing.get(code, ""))
+            if kept and not multiple and kind != "money" and _COLUMN_TYPE[kind]["data_type"] != existing[code]:
+                kind = kept
+            self.specs[code] = FieldSpec(code, kind, multiple, field_label(m))
+        # the hot path: single-valued fields other than money, converted by one function each
+        self._scalar = {
+            code: _CONVERTERS[spec.kind]
+            for code, spec in self.specs.items()
+            if not spec.multiple and spec.kind != "money"
+        }
+
+    def columns(self) -> dict[str, dict[str, Any]]:
+        """dlt column hints for the root table (multiple fields go to child tables and need none here)."""
+        columns: dict[str, dict[str, Any]] = {}
+        for spec in self.specs.values():
+            if spec.multiple:
+                continue
+            described = {"description": spec.label} if spec.label else {}
+            if spec.kind == "money":
+                columns[spec.code] = {**_COLUMN_TYPE["text"], **described}
+                columns[spec.code + AMOUNT_SUFFIX] = {**_COLUMN_TYPE["decimal"], **described}
+                columns[spec.code + CURRENCY_SUFFIX] = {**_COLUMN_TYPE["text"], **described}
+            else:
+                columns[spec.code] = {**_COLUMN_TYPE[spec.kind], **described}
+        return columns
+
+    def knows(self, key: str) -> bool:
+        return key in self.specs
+
+    def coerce(self, rows: Iterable[Mapping[str, Any]], report: CoercionReport) -> list[dict[str, Any]]:
+        return [self.coerce_row(row, report) for row in rows]
+
+    def coerce_row(self, row: Mapping[str, Any], report: CoercionReport) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        scalar = self._scalar
+        for key, value in row.items():
+            convert = scalar.get(key)
+            if convert is None:  # money, multiple or unknown: the less common paths
+                self._coerce_other(key, value, out, report)
+            elif value is None or value == "" or (value is False and convert is not to_bool):
+                out[key] = None
+            else:
+                try:
+                    out[key] = convert(value)
+                except _BAD_VALUE:
+                    report.invalid[key] += 1
+                    out[key] = None
+                    out[key + RAW_SUFFIX] = to_text(value)
+        return out
+
+    def _coerce_other(self, key: str, value: Any, out: dict[str, Any], report: CoercionReport) -> None:
+        spec = self.specs.get(key)
+        if spec is None:
+            report.unknown_keys.add(key)
+            out[key] = None if value == "" else value
+            return
+        try:
+            if spec.multiple:
+                out[key] = self._coerce_list(spec, value)
+            elif _is_empty(value, spec.kind):
+                out[key] = out[key + AMOUNT_SUFFIX] = out[key + CURRENCY_SUFFIX] = None
+            else:
+                out[key], out[key + AMOUNT_SUFFIX], out[key + CURRENCY_SUFFIX] = to_money(value)
+        except _BAD_VALUE:
+            report.invalid[key] += 1
+            if spec.multiple:
+                out[key] = []
+                out[key + RAW_SUFFIX] = to_text(value)
+            else:  # money: its column is the raw text already
+                out[key] = to_text(value)
+                out[key + AMOUNT_SUFFIX] = out[key + CURRENCY_SUFFIX] = None
+
+    def _coerce_list(self, spec: FieldSpec, value: Any) -> list[Any]:
+        """A multiple field: a list (an empty one is `false`, `""` or null), each element typed."""
+        if _is_empty(value, "list"):
+            return []
+        items = value if isinstance(value, list) else [value]
+        convert = _CONVERTERS[spec.kind]
+        typed: list[Any] = []
+        for item in items:
+            if _is_empty(item, spec.kind):
+                continue
+            if spec.kind == "money":
+                raw, amount, currency = to_money(item)
+                typed.append({"value": raw, "amount": amount, "currency": currency})
+            else:
+                typed.append(convert(item))
+        return typed
+
+
+# ------------------------------------------------------------------------------------------------ `fields`
+# table
+
+
+def field_rows(entity: str, meta: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per field of an entity for the `fields` table; enumeration options become a child table."""
+    rows = []
+    for code, m in meta.items():
+        items = m.get("items") if isinstance(m.get("items"), list) else []
+        rows.append(
+            {
+                "entity": entity,
+                "code": code,
+                "type": m.get("type"),
+                "title": m.get("title"),
+                "label": field_label(m),
+                "is_multiple": bool(m.get("isMultiple")),
+                "is_required": bool(m.get("isRequired")),
+                "is_read_only": bool(m.get("isReadOnly")),
+                "is_custom": bool(m.get("isDynamic")),
+                "status_type": m.get("statusType"),
+                "items": [
+                    {"id": _int_or_none(i.get("ID")), "value": i.get("VALUE")} for i in items if isinstance(i, Mapping)
+                ],
+            }
+        )
+    return rows
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return to_int(value)
+    except (ValueError, TypeError):
+        return None
+
+
+FIELDS_TABLE_COLUMNS: dict[str, dict[str, Any]] = {
+    "entity": {
+        "data_type": "text",
+        "nullable": False,
+        "description": "resource (table) the field belongs to",
+    },
+    "code": {
+        "data_type": "text",
+        "nullable": False,
+        "description": "raw field code, the column name's source",
+    },
+    "type": {"data_type": "text"},
+    "title": {"data_type": "text"},
+    "label": {"data_type": "text", "description": "human name (list label for user fields)"},
+    "is_multiple": {"data_type": "bool"},
+    "is_required": {"data_type": "bool"},
+    "is_read_only": {"data_type": "bool"},
+    "is_custom": {"data_type": "bool"},
+    "status_type": {"data_type": "text", "description": "crm.status ENTITY_ID of a crm_status field"},
+}

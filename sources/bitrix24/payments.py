@@ -1,0 +1,283 @@
+"""Payments: per-owner documents without a modification time, read three ways.
+
+* Payments of owners (deals, smart invoices: the ENTITIES that own payments) changed since the payments' own
+  owner cursor: an ID-only keyset scan of the owners' window (2,500 ids per request; its first page rides in
+  the discovery batch), then, per 2,500 owners, their orders (`crm.orderentity.list`) and the orders' payments
+  (`sale.payment.list`) when the webhook has the `sale` scope (about 2 requests), or else one batch of 50
+  `crm.item.payment.list` calls per 50 owners.
+* With the `sale` scope, new payments portal-wide: a `sale.payment.list` keyset on `id` after the last id seen
+  (first page in the discovery batch), owners mapped with one `crm.orderentity.list` batch per 2,500 payments.
+  Without the scope the probe fails with `insufficient_scope` in the discovery batch, which costs no request.
+* A periodic sweep re-reads every payment (a payment marked paid does not touch its deal): with `sale`,
+  ceil(P/2500) keyset requests + ceil(P/2500) mapping requests; without, ceil(D/2500) id-scan requests +
+  ceil(D/50) payment-list requests for D owners.
+
+The owner scan keeps its own cursor rather than reusing the deals resource's rows, so payments stay exact
+whichever resources a run selects, at a cost of ceil(k/2500) id-scan requests for k changed owners (none when
+they fit in the 50 ids the discovery batch already returned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .client import TransientError
+from .fields import CoercionReport, FieldPlan
+from .paging import CallResult, ListQuery, Page, batch_calls, keyset_pages
+from .session import Commands, SyncSession, resource_state
+from .settings import BATCH_SIZE, ENTITIES, PAYMENTS, EntitySpec
+from .window import is_due, utc_now
+
+SALE_KEY = "sale"
+SALE_METHOD = "sale.payment.list"
+PAYMENT_KEYS = (
+    "id",
+    "accountNumber",
+    "paid",
+    "datePaid",
+    "empPaidId",
+    "paySystemId",
+    "sum",
+    "currency",
+    "paySystemName",
+)
+_META = {
+    "id": {"type": "integer", "title": "Payment ID"},
+    "accountNumber": {"type": "string", "title": "Payment number"},
+    "paid": {"type": "char", "title": "Paid"},
+    "datePaid": {"type": "datetime", "title": "Paid on"},
+    "empPaidId": {"type": "user", "title": "Marked paid by"},
+    "paySystemId": {"type": "integer", "title": "Payment system"},
+    "sum": {"type": "double", "title": "Amount"},
+    "currency": {"type": "crm_currency", "title": "Currency"},
+    "paySystemName": {"type": "string", "title": "Payment system name"},
+    "ownerTypeId": {"type": "integer", "title": "Owner CRM entityTypeId (2 = deal, 31 = smart invoice)"},
+    "ownerId": {"type": "integer", "title": "Owner ID"},
+}
+PAYMENT_PLAN = FieldPlan(_META)
+ORDERS_ROUTE_MIN_OWNERS = 2 * BATCH_SIZE  # up to here, crm.item.payment.list per owner is as cheap (2 requests)
+OWNERS: tuple[EntitySpec, ...] = tuple(e for e in ENTITIES if e.owns_payments)
+
+
+def _owners_key(owner: EntitySpec) -> str:
+    return f"owners_{owner.resource}"
+
+
+class PaymentReader:
+    def __init__(self, session: SyncSession):
+        self.session = session
+        self.sweep = False
+        self.sweep_started_at = ""
+        session.add_discovery(PAYMENTS, self._discovery)
+
+    # ------------------------------------------------------------------ plan
+
+    def _discovery(self) -> Commands:
+        state = resource_state(PAYMENTS)
+        now = utc_now()
+        backfill = self.session.options.backfill
+        self.sweep = backfill is None and is_due(state.get("last_sweep"), self.session.options.payment_sweep_hours, now)
+        self.sweep_started_at = now.isoformat()
+        commands: Commands = {
+            _owners_key(owner): (owner.list_method, self._owner_query(owner).page_params(0)) for owner in OWNERS
+        }
+        commands[SALE_KEY] = (SALE_METHOD, self._sale_query().page_params(self._sale_after()))
+        return commands
+
+    def _sale_after(self) -> int:
+        return 0 if self.sweep else int(resource_state(PAYMENTS).get("last_payment_id", 0))
+
+    def _sale_query(self) -> ListQuery:
+        return ListQuery(SALE_METHOD, {"select": [*PAYMENT_KEYS, "orderId"]}, "id", ("payments",))
+
+    def _owner_query(self, owner: EntitySpec) -> ListQuery:
+        if self.sweep:
+            start = self.session.options.start_date
+            window = {f">={owner.cursor_field}": start} if start else {}
+        else:
+            window = self.session.window(owner, resource_state(PAYMENTS).get("owner_cursors", {}).get(owner.resource))
+        params = {**owner.base_params(), "select": [owner.id_field], "filter": window}
+        return ListQuery(owner.list_method, params, owner.id_field, owner.items_path)
+
+    def _sale_available(self) -> bool:
+        """The sale route works when the probe succeeded or failed transiently (the chain fetches it again);
+        `insufficient_scope` or no admin rights mean: crm.item.payment.list per owner."""
+        error = self.session.failure(SALE_KEY, SALE_METHOD)
+        return error is None or isinstance(error, TransientError)
+
+    # ------------------------------------------------------------------ pages
+
+    def pages(self) -> Iterator[list[dict[str, Any]]]:
+        session = self.session
+        session.discover()
+        state = resource_state(PAYMENTS)
+        use_sale = self._sale_available()
+        backfill = session.options.backfill is not None
+        last_id = self._sale_after()
+        if use_sale and not backfill:
+            for rows in self._sale_payments(last_id):
+                last_id = max(last_id, max(int(r["id"]) for r in rows))
+                yield rows
+        if not (use_sale and self.sweep):
+            for owner in OWNERS:
+                yield from self._owner_payments(owner, use_sale)
+        if backfill:
+            return
+        state["owner_cursors"] = {owner.resource: session.next_cursor() for owner in OWNERS}
+        if use_sale:
+            state["last_payment_id"] = max(last_id, int(state.get("last_payment_id", 0)))
+        if self.sweep:
+            state["last_sweep"] = self.sweep_started_at
+
+    def _sale_payments(self, after: int) -> Iterator[list[dict[str, Any]]]:
+        """Keyset over all payments after `after`, mapped to owners one batch per 50 pages."""
+        query = self._sale_query()
+        group: list[Page] = []
+        head = self.session.head(SALE_KEY, query)
+        for page in keyset_pages(self.session.client, query, first_page=head, after=after, prefix="s"):
+            group.append(page)
+            if len(group) == BATCH_SIZE:
+                yield from self._with_owners(group)
+                group = []
+        if group:
+            yield from self._with_owners(group)
+
+    def _with_owners(self, pages: list[Page]) -> Iterator[list[dict[str, Any]]]:
+        commands: Commands = {}
+        for i, page in enumerate(pages):
+            order_ids = sorted({int(p["orderId"]) for p in page if p.get("orderId") not in (None, "", 0, "0")})
+            if order_ids:
+                commands[f"m{i}"] = ("crm.orderentity.list", {"filter": {"@orderId": order_ids}})
+        owners = self._order_owners(self._all_pages(commands))
+        for page in pages:
+            yield self._typed([_payment_row(p, owners.get(_int(p.get("orderId")), (None, None))) for p in page])
+
+    def _all_pages(self, commands: Commands) -> list[CallResult]:
+        """Results of offset-paged commands, following `next` for the rare result longer than a page (an
+        order bound to several owners)."""
+        results: list[CallResult] = []
+        while commands:
+            done = batch_calls(self.session.client, commands)
+            results.extend(done.values())
+            commands = {
+                key: (commands[key][0], {**commands[key][1], "start": call.next})
+                for key, call in done.items()
+                if call.next
+            }
+        return results
+
+    def _order_owners(self, results: list[CallResult]) -> dict[int, tuple[int | None, int | None]]:
+        """orderId -> (ownerTypeId, ownerId), preferring an owner type that owns payments."""
+        owner_types = {o.entity_type_id for o in OWNERS}
+        owners: dict[int, tuple[int | None, int | None]] = {}
+        for call in results:
+            for row in _rows(call.result, "orderEntity"):
+                order_id, owner = _int(row.get("orderId")), (_int(row.get("ownerTypeId")), _int(row.get("ownerId")))
+                if order_id is not None and (order_id not in owners or owner[0] in owner_types):
+                    owners[order_id] = owner
+        return owners
+
+    def _owner_payments(self, owner: EntitySpec, via_sale: bool) -> Iterator[list[dict[str, Any]]]:
+        """Payments of the owners in the owner window: per 2,500 owners, through their orders with the sale
+        scope (crm.orderentity.list, then sale.payment.list: about 2 requests); else one batch of
+        `crm.item.payment.list` per 50 owners."""
+        query = self._owner_query(owner)
+        head = self.session.head(_owners_key(owner), query)
+        id_pages = keyset_pages(self.session.client, query, first_page=head, prefix="o")
+        if not via_sale:
+            yield from self._listed_per_owner(owner, id_pages)
+            return
+        group: list[Page] = []
+        for id_page in id_pages:
+            group.append(id_page)
+            if len(group) == BATCH_SIZE:
+                yield from self._through_orders(owner, group)
+                group = []
+        if sum(len(page) for page in group) > ORDERS_ROUTE_MIN_OWNERS:
+            yield from self._through_orders(owner, group)
+        else:  # a few owners: their payment lists cost no more requests than the orders route
+            yield from self._listed_per_owner(owner, iter(group))
+
+    def _through_orders(self, owner: EntitySpec, id_pages: list[Page]) -> Iterator[list[dict[str, Any]]]:
+        links = self._all_pages(
+            {
+                f"e{i}": (
+                    "crm.orderentity.list",
+                    {
+                        "filter": {
+                            "@ownerId": [int(r[owner.id_field]) for r in page],
+                            "ownerTypeId": owner.entity_type_id,
+                        }
+                    },
+                )
+                for i, page in enumerate(id_pages)
+            }
+        )
+        orders: dict[int, tuple[int, int]] = {}
+        for call in links:
+            for row in _rows(call.result, "orderEntity"):
+                order_id, owner_id = _int(row.get("orderId")), _int(row.get("ownerId"))
+                if order_id and owner_id and _int(row.get("ownerTypeId")) == owner.entity_type_id:
+                    orders[order_id] = (owner.entity_type_id, owner_id)
+        order_ids = sorted(orders)
+        found = self._all_pages(
+            {
+                f"q{i}": (
+                    SALE_METHOD,
+                    {"select": [*PAYMENT_KEYS, "orderId"], "filter": {"@orderId": order_ids[i : i + 25]}},
+                )
+                for i in range(0, len(order_ids), 25)
+            }
+        )
+        rows = [
+            _payment_row(p, orders[order_id])
+            for call in found
+            for p in _rows(call.result, "payments")
+            if (order_id := _int(p.get("orderId"))) in orders
+        ]
+        for start in range(0, len(rows), 500):
+            yield self._typed(rows[start : start + 500])
+
+    def _listed_per_owner(self, owner: EntitySpec, id_pages: Iterator[Page]) -> Iterator[list[dict[str, Any]]]:
+        for id_page in id_pages:
+            ids = [int(r[owner.id_field]) for r in id_page]
+            commands: Commands = {
+                f"y{i}": (
+                    "crm.item.payment.list",
+                    {"entityTypeId": owner.entity_type_id, "entityId": owner_id},
+                )
+                for i, owner_id in enumerate(ids)
+            }
+            results = batch_calls(self.session.client, commands)
+            rows = [
+                _payment_row(p, (owner.entity_type_id, owner_id))
+                for i, owner_id in enumerate(ids)
+                for p in (results[f"y{i}"].result or [])
+            ]
+            if rows:
+                yield self._typed(rows)
+
+    def _typed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        report = CoercionReport()
+        typed = PAYMENT_PLAN.coerce(rows, report)
+        self.session.invalid[PAYMENTS].update(report.invalid)
+        return typed
+
+
+def _payment_row(payment: Mapping[str, Any], owner: tuple[int | None, int | None]) -> dict[str, Any]:
+    row = {key: payment.get(key) for key in PAYMENT_KEYS}
+    row["ownerTypeId"], row["ownerId"] = owner
+    return row
+
+
+def _rows(result: Any, key: str) -> list[dict[str, Any]]:
+    rows = result.get(key) if isinstance(result, Mapping) else None
+    return rows if isinstance(rows, list) else []
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
