@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP) postgres-server
 	$(BIN)/python -m pytest -q
 
+## make bench: the sync against the emulator (limits off) beside today's offset strategies; BIG=1 adds 1M deals
+bench: $(STAMP) postgres-server
+	$(BIN)/python -m tests.bench $(if $(BIG),--big)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -10,6 +10,8 @@ A rule picks requests to /rest/ either by share (probability, from a seeded RNG 
 - `slow`: the request is served normally after sleeping `seconds` of real time (it is the client's timeout
   that is being tested);
 - `truncated`: the normal 200 response with its JSON body cut in half;
+- `plan_restricted`: 403 ACCESS_DENIED "REST is available only on commercial plans." (what a portal on a plan
+  without REST, or a method outside the plan, answers: `share=1` for the whole portal);
 - `batch_subcall_error`: in the next batch, one sub-command (the one at `index`, else the first calling
   `method`, else one picked by the RNG) is answered with INTERNAL_SERVER_ERROR in `result_error` instead of
   running.
@@ -36,6 +38,7 @@ REQUEST_KINDS = (
     "drop",
     "slow",
     "truncated",
+    "plan_restricted",
 )
 KINDS = (*REQUEST_KINDS, "batch_subcall_error")
 
@@ -51,6 +54,7 @@ ERRORS: dict[str, ApiError] = {
     "server_error": ApiError("INTERNAL_SERVER_ERROR", "Internal server error", 500),
     "expired_token": ApiError("expired_token", "The access token provided has expired", 401),
     "batch_subcall_error": ApiError("INTERNAL_SERVER_ERROR", "Internal server error", 500),
+    "plan_restricted": ApiError("ACCESS_DENIED", "REST is available only on commercial plans.", 403),
 }
 
 

@@ -127,20 +127,33 @@ def _float_or_none(v: Any, _id: int) -> Any:
     return None if v is None else float(v)
 
 
+def verbatim_on_error(formatter: Formatter) -> Formatter:
+    """A stored value the formatter cannot render (text a test wrote into a number or date column, as real
+    portals hold after imports and type changes) is returned as stored, the way PHP would echo it."""
+
+    def lenient(v: Any, rid: int) -> Any:
+        try:
+            return formatter(v, rid)
+        except (TypeError, ValueError, OverflowError):
+            return v
+
+    return lenient
+
+
 def std_formatter(storage: str, tf: TimeFormat, legacy: bool) -> Formatter:
     """Formatter for a standard field."""
     if storage == "datetime":
         empty = "" if legacy else None
         dt = tf.datetime
-        return lambda v, _id: empty if v is None else dt(v)
+        return verbatim_on_error(lambda v, _id: empty if v is None else dt(v))
     if storage == "date":
         empty = "" if legacy else None
         d = tf.date
-        return lambda v, _id: empty if v is None else d(v)
+        return verbatim_on_error(lambda v, _id: empty if v is None else d(v))
     if storage == "int":
         return _str_or_none if legacy else _same
     if storage == "real":
-        return _money2 if legacy else _float_or_none
+        return verbatim_on_error(_money2 if legacy else _float_or_none)
     return _same
 
 
@@ -185,8 +198,12 @@ def uf_formatter(
         def many(v: Any, rid: int) -> Any:
             return None if v is None else [one(x, rid) for x in json.loads(v)]
 
-        return many
-    return lambda v, rid: None if v is None else one(v, rid)
+        return verbatim_on_error(many)
+
+    def single(v: Any, rid: int) -> Any:
+        return None if v is None else one(v, rid)
+
+    return verbatim_on_error(single) if storage in ("real", "datetime", "date") else single
 
 
 # ---- parsing values written by clients

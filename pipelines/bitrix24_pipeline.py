@@ -11,20 +11,32 @@ from __future__ import annotations
 import fcntl
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination import Destination as DltDestination
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines.auth_config import make_auth
+from pipelines.crash_repair import forget_normalized_extracts, prepare_resume, repair_if_marked
+from pipelines.destination_hints import DestinationError, explain
+from pipelines.partition import partition_by_portal
+from pipelines.reconcile import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
+from pipelines.run_log import append_run, run_record, utc_stamp
+from pipelines.run_meter import RunMeter
+from pipelines.tuning import default_writer_settings, duckdb_credentials
+from pipelines.views import drop_views, refresh_views
 from sources.bitrix24 import ENTITIES, bitrix24, select_resources
-from sources.bitrix24.client import Bitrix24Client, Bitrix24Error, ConfigError, WebhookAuth
+from sources.bitrix24.client import Bitrix24Client, Bitrix24Error, ConfigError
+from sources.bitrix24.payments import PaymentCoverage
+from sources.bitrix24.reconcile import RECONCILABLE
 from sources.bitrix24.settings import PAYMENTS
-from sources.bitrix24.window import Backfill
+from sources.bitrix24.window import Backfill, DateInputError
 
 log = logging.getLogger("bitrix24_sync.pipeline")
 
@@ -38,20 +50,18 @@ class AlreadyRunningError(ConfigError):
     """Another run of the same pipeline holds its lock."""
 
 
-class DestinationError(Exception):
-    """The warehouse cannot be reached or written; the message says which and how to fix it."""
-
-
 @dataclass
 class SyncReport:
     requests: int
     row_counts: dict[str, int] = field(default_factory=dict)
     load_info: LoadInfo | None = None
     finished_pending: bool = False
+    meter: RunMeter | None = None  # per-resource rows, requests, retries, seconds
+    deletes: DeleteReport | None = None  # deleted payments of re-read owners, and a reconcile if one ran
 
 
 def make_pipeline(
-    destination: Destination = "duckdb",
+    destination: Destination | str = "duckdb",
     *,
     duckdb_path: str | Path | None = None,
     postgres_url: str | None = None,
@@ -60,13 +70,16 @@ def make_pipeline(
     dataset_name: str = DATASET_NAME,
 ) -> dlt.Pipeline:
     """A pipeline into DuckDB (`duckdb_path`, default ./bitrix24.duckdb) or Postgres (`postgres_url`, default
-    `destination.postgres.credentials` from dlt config)."""
+    `destination.postgres.credentials` from dlt config), the two tested here; any other dlt destination by
+    name (bigquery, snowflake, motherduck, filesystem, ...) takes its credentials from dlt config
+    (`destination.<name>.credentials`)."""
+    default_writer_settings()
     if destination == "duckdb":
-        dest: Any = dlt.destinations.duckdb(str(duckdb_path or f"{pipeline_name}.duckdb"))
+        dest: Any = dlt.destinations.duckdb(duckdb_credentials(str(duckdb_path or f"{pipeline_name}.duckdb")))
     elif destination == "postgres":
         dest = dlt.destinations.postgres(credentials=postgres_url) if postgres_url else "postgres"
     else:
-        raise ConfigError(f"unknown destination {destination!r}: choose duckdb or postgres")
+        dest = _other_destination(str(destination))
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=dest,
@@ -75,14 +88,15 @@ def make_pipeline(
     )
 
 
+def _other_destination(name: str) -> Any:
+    with suppress(Exception):  # dlt's UnknownDestinationModule and friends; raised below without the chain
+        return DltDestination.from_reference(name)
+    raise ConfigError(f"unknown destination {name!r}: duckdb, postgres or a dlt destination name (e.g. bigquery)")
+
+
 def make_client(webhook_url: str | None = None, **overrides: Any) -> Bitrix24Client:
-    """The HTTP client from an explicit URL or dlt config (`sources.bitrix24.webhook_url`, rate, burst)."""
-    url = webhook_url or dlt.secrets.get("sources.bitrix24.webhook_url")
-    if not url:
-        raise ConfigError(
-            "no webhook URL: set sources.bitrix24.webhook_url in .dlt/secrets.toml "
-            "or the environment variable SOURCES__BITRIX24__WEBHOOK_URL"
-        )
+    """The HTTP client from an explicit URL or dlt config: the webhook (`sources.bitrix24.webhook_url`) or the
+    OAuth app (`[sources.bitrix24.oauth]`, see pipelines/auth_config.py), rate, burst."""
 
     def setting(name: str, default: Any) -> Any:
         if overrides.get(name) is not None:
@@ -90,8 +104,15 @@ def make_client(webhook_url: str | None = None, **overrides: Any) -> Bitrix24Cli
         value = dlt.config.get(f"sources.bitrix24.{name}")
         return default if value is None else value
 
-    auth = WebhookAuth(str(url), allow_http=bool(setting("allow_http", False)))
-    return Bitrix24Client(auth, rate=float(setting("rate", 2.0)), burst=int(setting("burst", 50)))
+    auth = make_auth(webhook_url, allow_http=bool(setting("allow_http", False)))
+    return Bitrix24Client(
+        auth,
+        rate=float(setting("rate", 2.0)),
+        burst=int(setting("burst", 50)),
+        timeout=float(setting("timeout", 60.0)),  # seconds per HTTP request
+        max_retries=int(setting("max_retries", 8)),
+        max_retry_seconds=float(setting("max_retry_seconds", 300.0)),
+    )
 
 
 @contextmanager
@@ -129,19 +150,23 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
             "DESTINATION__POSTGRES__CREDENTIALS), or pass --postgres-url"
         )
     except Exception as error:  # any driver's error type: the message is what the user needs
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = explain(str(error)) if str(error) else type(error).__name__
     if message is not None:  # raised outside the except block: no driver exception chained to it
         raise DestinationError(f"cannot use the {pipeline.destination.destination_name} destination: {message}")
 
 
 def finish_pending(pipeline: dlt.Pipeline) -> bool:
-    """Load what a crashed or interrupted run extracted, before extracting anything new."""
-    if not pipeline.has_pending_data:
-        return False
-    log.warning("loading data a previous run left pending before syncing")
-    pipeline.normalize()
-    pipeline.load()
-    return True
+    """Load what a crashed or interrupted run extracted, before extracting anything new (and remove the rows
+    a resumed load inserted twice: see crash_repair.py)."""
+    forget_normalized_extracts(pipeline)
+    prepare_resume(pipeline)
+    pending = pipeline.has_pending_data
+    if pending:
+        log.warning("loading data a previous run left pending before syncing")
+        pipeline.normalize()
+        pipeline.load()
+    repair_if_marked(pipeline)
+    return pending
 
 
 def sync(
@@ -153,18 +178,61 @@ def sync(
     full_refresh: bool = False,
     backfill: tuple[str | None, str | None] | None = None,
     source_options: Mapping[str, Any] | None = None,
+    meter: RunMeter | None = None,
+    deletes: DeleteOptions | None = None,
 ) -> SyncReport:
     """Run one sync. `backfill=(since, until)` re-reads that DATE_MODIFY window of `resources` (default: the
     CRM entities and payments) and leaves the cursors alone; `full_refresh` drops the selected resources'
-    tables and state and reads everything again."""
+    tables and state and reads everything again. `meter` counts per resource (the CLI's progress listens to
+    it); every run that got the lock, failed or not, is recorded in the run log for `status`. `deletes`: the
+    delete mode and whether to reconcile after the load (default: `[sources.bitrix24]` config)."""
     if full_refresh and backfill:
         raise ConfigError("a backfill cannot be a full refresh: drop --full-refresh or the backfill window")
     window = Backfill.parse(*backfill) if backfill else None
     resources = resources or dlt.config.get("sources.bitrix24.resources") or (BACKFILL_DEFAULT if backfill else None)
     selected = select_resources(resources)
+    deletes = deletes or DeleteOptions.from_config()
     client = client or make_client(webhook_url)
+    meter = meter or RunMeter()
+    mode = "backfill" if backfill else "full-refresh" if full_refresh else "incremental"
     with exclusive_run(pipeline):
-        return _locked_sync(pipeline, client, selected, full_refresh, window, source_options)
+        started_at, report, error = utc_stamp(), None, None
+        try:
+            report = _locked_sync(pipeline, client, selected, full_refresh, window, source_options, meter, deletes)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _record_run(pipeline, client, meter, mode, started_at, report, error)
+        return report
+
+
+def _record_run(
+    pipeline: dlt.Pipeline,
+    client: Bitrix24Client,
+    meter: RunMeter,
+    mode: str,
+    started_at: str,
+    report: SyncReport | None,
+    error: BaseException | None,
+) -> None:
+    if error is not None and isinstance(error, (Bitrix24Error, ConfigError, DestinationError, DateInputError)):
+        failure: tuple[str, str] | None = (type(error).__name__, (str(error).splitlines() or [""])[0])
+    else:  # an unexpected exception's text may quote a URL: its type only
+        failure = None if error is None else (type(error).__name__, type(error).__name__)
+    record = run_record(
+        mode=mode,
+        started_at=started_at,
+        meter=meter,
+        stats=client.stats,
+        bucket=client.bucket,
+        row_counts=report.row_counts if report else None,
+        error=failure,
+    )
+    try:
+        append_run(pipeline.working_dir, record)
+    except OSError as exc:
+        log.warning("could not write the run log in %s: %s", pipeline.working_dir, exc.strerror)
 
 
 def _locked_sync(
@@ -174,13 +242,27 @@ def _locked_sync(
     full_refresh: bool,
     window: Backfill | None,
     source_options: Mapping[str, Any] | None,
+    meter: RunMeter,
+    deletes: DeleteOptions,
 ) -> SyncReport:
     check_destination(pipeline)
+    if full_refresh or pipeline.has_pending_data:  # a load that may drop tables: Postgres refuses under views
+        drop_views(pipeline)
     finished = finish_pending(pipeline)
     options = dict(source_options or {})
     if window:
         options.update(backfill_since=window.since, backfill_until=window.until)
-    source = bitrix24(client=client, resources=list(selected), refresh_reference=full_refresh, **options)
+    coverage = PaymentCoverage()
+    source = bitrix24(
+        client=client,
+        resources=list(selected),
+        refresh_reference=full_refresh,
+        payment_coverage=coverage,
+        **options,
+    )
+    if portal := dlt.config.get("bitrix24_sync.portal"):  # several portals in one dataset (pipelines/portals.py)
+        source = partition_by_portal(source, str(portal))
+    meter.attach(source, client)
     requests_before = client.requests_made
     failure: BaseException | None = None
     try:
@@ -195,13 +277,18 @@ def _locked_sync(
             raise
     if failure is not None:
         raise failure  # the portal's own error (already free of secrets), not dlt's wrapper around it
+    meter.finish()
+    refresh_views(pipeline)
     trace = pipeline.last_trace
     counts = dict(trace.last_normalize_info.row_counts) if trace and trace.last_normalize_info else {}
+    requests = client.requests_made - requests_before
     return SyncReport(
-        requests=client.requests_made - requests_before,
+        requests=requests,
         row_counts={t: n for t, n in counts.items() if not t.startswith("_dlt")},
         load_info=info,
         finished_pending=finished,
+        meter=meter,
+        deletes=after_load(pipeline, client, selected, coverage, deletes),
     )
 
 
@@ -216,3 +303,29 @@ def _portal_cause(error: BaseException) -> BaseException | None:
         seen.add(id(current))
         current = getattr(current, "exception", None) or current.__cause__ or current.__context__
     return None
+
+
+def reconcile(
+    pipeline: dlt.Pipeline,
+    *,
+    client: Bitrix24Client | None = None,
+    webhook_url: str | None = None,
+    resources: Sequence[str] | str | None = None,
+    mode: str | None = None,
+) -> DeleteReport:
+    """`bitrix24-sync reconcile`: compare the portal's IDs of `resources` (default: every CRM entity and
+    payments) with the warehouse and mark or remove the deleted ones (see pipelines/reconcile.py)."""
+    selected = [r for r in select_resources(resources) if r in RECONCILABLE]
+    if not selected:
+        raise ConfigError(f"nothing to reconcile: choose resources from {', '.join(RECONCILABLE)}")
+    options = DeleteOptions.from_config(True, mode)
+    client = client or make_client(webhook_url)
+    with exclusive_run(pipeline):
+        check_destination(pipeline)
+        finish_pending(pipeline)
+        report = reconcile_warehouse(pipeline, client, selected, options.mode)
+    if not report.checked:
+        raise ConfigError(
+            f"nothing to reconcile: the warehouse has no table of {', '.join(selected)} yet; run `bitrix24-sync run`"
+        )
+    return report

@@ -17,7 +17,7 @@ from dlt.extract import DltResource
 
 from .client import Bitrix24Client, ConfigError, WebhookAuth
 from .fields import FIELDS_TABLE_COLUMNS
-from .payments import PAYMENT_PLAN, PaymentReader
+from .payments import PAYMENT_PLAN, PaymentCoverage, PaymentReader
 from .reference import REFERENCE_LISTS, ReferenceReader, fields_rows, reference_due
 from .session import SyncOptions, SyncSession
 from .settings import (
@@ -35,6 +35,12 @@ from .window import Backfill, normalize_user_date
 __all__ = ["ALL_RESOURCES", "ENTITIES", "bitrix24", "select_resources"]
 
 _MERGE = {"disposition": "merge", "strategy": "delete-insert"}
+DELETED_AT = "_deleted_at"
+# Set by a reconcile (pipelines/reconcile.py) when the record is gone from the portal; a row merged again
+# (restored on the portal) comes without it, which is what unmarks it.
+DELETED_AT_COLUMN: dict[str, dict[str, Any]] = {
+    DELETED_AT: {"data_type": "timestamp", "timezone": True, "nullable": True, "description": "deleted on the portal"}
+}
 
 
 def select_resources(names: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -60,15 +66,18 @@ def bitrix24(
     payment_sweep_hours: float = DEFAULT_PAYMENT_SWEEP_HOURS,
     rate: float = 2.0,
     burst: int = 50,
+    timeout: float = 60.0,
     allow_http: bool = False,
     backfill_since: str | None = None,
     backfill_until: str | None = None,
     refresh_reference: bool = False,
     client: Any = None,
+    payment_coverage: PaymentCoverage | None = None,
 ) -> list[DltResource]:
     """Bitrix24 CRM. `resources` selects by name (default: all); `backfill_since/until` re-read a DATE_MODIFY
     window without moving cursors; `refresh_reference` forces the reference tables (full refresh);
-    `client` injects a ready `Bitrix24Client` (the runner does, to report its request count)."""
+    `client` injects a ready `Bitrix24Client` (the runner does, to report its request count);
+    `payment_coverage` collects which owners' payments were re-read whole (the runner marks the rest)."""
     selected = select_resources(resources)
     backfill = Backfill.parse(backfill_since, backfill_until) if (backfill_since or backfill_until) else None
     options = SyncOptions(
@@ -85,7 +94,9 @@ def bitrix24(
                 "no webhook URL: set sources.bitrix24.webhook_url in .dlt/secrets.toml "
                 "or the environment variable SOURCES__BITRIX24__WEBHOOK_URL"
             )
-        client = Bitrix24Client(WebhookAuth(webhook_url, allow_http=allow_http), rate=rate, burst=burst)
+        client = Bitrix24Client(
+            WebhookAuth(webhook_url, allow_http=allow_http), rate=rate, burst=burst, timeout=timeout
+        )
     # Stages, pipelines and users are replaced whole: include them only when due, since a `replace` resource
     # that yields nothing empties its table.
     state = dlt.current.source_state()
@@ -102,7 +113,7 @@ def bitrix24(
 
     out: list[DltResource] = [_entity_resource(session, spec) for spec in ENTITIES if spec.resource in selected]
     if PAYMENTS in selected:
-        out.append(_payments_resource(session))
+        out.append(_payments_resource(session, payment_coverage))
     out.extend(_reference_resource(session, name) for name in REFERENCE_LISTS if name in selected)
     if "fields" in selected:
         out.append(_fields_resource(session))
@@ -113,17 +124,23 @@ def _entity_resource(session: SyncSession, spec: EntitySpec) -> DltResource:
     def pages() -> Any:
         yield from session.entity_pages(spec)
 
-    return dlt.resource(pages, name=spec.resource, write_disposition=_MERGE, primary_key=spec.id_field)
+    return dlt.resource(
+        pages, name=spec.resource, write_disposition=_MERGE, primary_key=spec.id_field, columns=DELETED_AT_COLUMN
+    )
 
 
-def _payments_resource(session: SyncSession) -> DltResource:
-    reader = PaymentReader(session)
+def _payments_resource(session: SyncSession, coverage: PaymentCoverage | None) -> DltResource:
+    reader = PaymentReader(session, coverage)
 
     def pages() -> Any:
         yield from reader.pages()
 
     return dlt.resource(
-        pages, name=PAYMENTS, write_disposition=_MERGE, primary_key="id", columns=PAYMENT_PLAN.columns()
+        pages,
+        name=PAYMENTS,
+        write_disposition=_MERGE,
+        primary_key="id",
+        columns={**PAYMENT_PLAN.columns(), **DELETED_AT_COLUMN},
     )
 
 

@@ -55,8 +55,10 @@ __all__ = [
     "MethodNotFoundError",
     "Response",
     "SECRET_FILTER",
+    "PlanError",
     "ScopeError",
     "TransientError",
+    "UnreachableError",
     "WebhookAuth",
     "php_query",
     "redact",
@@ -66,6 +68,7 @@ log = logging.getLogger("bitrix24_sync.client")
 
 MAX_BATCH_COMMANDS = 50
 REDACTED = "***"
+UNREACHABLE_ATTEMPTS = 2  # a host that never answered: one quick retry, then a configuration error
 
 
 # --------------------------------------------------------------------------------- exceptions
@@ -105,12 +108,24 @@ class ScopeError(Bitrix24Error):
     """The webhook/app lacks the scope a method needs (`insufficient_scope`)."""
 
 
+class PlanError(AuthError):
+    """`ACCESS_DENIED` "REST is available only on commercial plans": the portal's plan, not the credentials."""
+
+
 class MethodNotFoundError(Bitrix24Error):
     """`ERROR_METHOD_NOT_FOUND`: unknown method, or one this portal/plan does not offer."""
 
 
 class TransientError(Bitrix24Error):
     """Retries exhausted on rate limits, 5xx, network failures or unusable bodies; a later run may succeed."""
+
+
+class UnreachableError(ConfigError, TransientError):
+    """The host does not resolve or refuses connections, and it has not answered once since the client was
+    made: almost always a typo in the URL, so it is a configuration error after one quick retry instead of
+    minutes of backoff. (Also a `TransientError`: a portal down at the very start is possible too.)"""
+
+    __init__ = Bitrix24Error.__init__
 
 
 # --------------------------------------------------------------------------------- redaction
@@ -409,6 +424,7 @@ class _Outcome:
     status: int | None = None
     envelope: dict[str, Any] | None = None
     wait_hint: float | None = None  # seconds the portal told us to wait (operating_reset_at)
+    unreachable: bool = False  # the host name does not resolve or the port refuses connections
 
 
 def _code_text(code: Any) -> str:
@@ -445,6 +461,14 @@ def _error_outcome(body: Mapping[str, Any], status: int | None) -> _Outcome:
             detail=f"the webhook lacks the scope this method needs: {said}; add the scope "
             "(e.g. crm) to the webhook on the portal",
             error_class=ScopeError,
+            **common,
+        )
+    if code == "ACCESS_DENIED" and "plan" in description.lower():
+        return _Outcome(
+            _FAIL,
+            detail=f"the portal's Bitrix24 plan does not allow this REST call: {said}{http}; "
+            "REST needs a commercial plan: upgrade the portal's plan",
+            error_class=PlanError,
             **common,
         )
     if code == "ERROR_METHOD_NOT_FOUND":
@@ -537,11 +561,16 @@ def _network_outcome(exc: BaseException, host: str, timeout: float) -> _Outcome:
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(e, types) for e in chain)
 
-    if has(socket.gaierror):
-        reason = "the host name does not resolve"
-    elif has(ConnectionRefusedError):
-        reason = "connection refused"
-    elif isinstance(exc, requests.ConnectTimeout) or has(urllib3.exceptions.ConnectTimeoutError):
+    if has(socket.gaierror, ConnectionRefusedError):
+        return _Outcome(
+            _RETRY,
+            reason="connection",
+            error_class=TransientError,
+            detail=f"cannot reach the portal host {host}: "
+            + ("the host name does not resolve" if has(socket.gaierror) else "connection refused"),
+            unreachable=True,
+        )
+    if isinstance(exc, requests.ConnectTimeout) or has(urllib3.exceptions.ConnectTimeoutError):
         reason = f"no connection within {timeout:g}s"
     elif isinstance(exc, requests.Timeout) or has(TimeoutError, urllib3.exceptions.ReadTimeoutError):
         return _Outcome(
@@ -657,6 +686,7 @@ class Bitrix24Client:
         self.stats = ClientStats()
         self._session = session or requests.Session()
         self._stats_lock = threading.Lock()
+        self._answered = False  # any HTTP response yet: after one, an unreachable host is an outage, not a typo
         install_secret_filter(auth.secrets)
 
     @property
@@ -745,6 +775,14 @@ class Bitrix24Client:
                 self.bucket.fill()
             delay = self._backoff(attempts - 1, outcome.wait_hint)
             elapsed = time.monotonic() - started
+            if outcome.unreachable and not self._answered and attempts >= UNREACHABLE_ATTEMPTS:
+                raise self._exception(
+                    method,
+                    outcome,
+                    f"{outcome.detail}; gave up after {attempts} attempts: check the host name and port "
+                    "in the URL",
+                    UnreachableError,
+                )
             if attempts > self.max_retries or elapsed + delay > self.max_retry_seconds:
                 why = (
                     f"gave up after {attempts} attempts in {elapsed:.1f}s"
@@ -754,7 +792,8 @@ class Bitrix24Client:
                 )
                 raise self._exception(method, outcome, f"{outcome.detail}; {why}", TransientError)
             self._count_retry(outcome.reason, delay)
-            log.info(
+            log.log(
+                logging.DEBUG if outcome.unreachable and not self._answered else logging.INFO,  # a typo? quiet probe
                 "%s",
                 self.auth.redact(
                     f"{method}: {outcome.detail}; retry {attempts}/{self.max_retries} in {delay:.2f}s"
@@ -778,6 +817,7 @@ class Bitrix24Client:
             )
         except _TRANSPORT_ERRORS as exc:
             return _network_outcome(exc, self.auth.host, self.timeout)
+        self._answered = True
         if response.is_redirect:
             target = urlsplit(response.headers.get("Location", "")).hostname or "another address"
             return _Outcome(

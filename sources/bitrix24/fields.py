@@ -8,7 +8,8 @@ column hints and one converter per field, and coerces pages of rows with them:
 * `""`, `None` (and `False` in a non-boolean field) are NULL;
 * date-only fields keep the portal's calendar date (`value[:10]`), datetimes become aware datetimes;
 * money becomes `<code>_amount` (decimal) and `<code>_currency` next to the raw `<code>` text;
-* enumerations keep their option ids (labels are in the `fields` table);
+* enumerations keep their option ids (labels are in the `fields` table), also an id that is not among the
+  field's options (a deleted option): kept, and counted;
 * multiple fields and multi-fields (PHONE, EMAIL, WEB, IM) stay lists, which dlt loads as child tables;
 * a value that does not parse is set to NULL, its text kept in `<code>__raw`, and counted: a row is never
   dropped.
@@ -255,6 +256,7 @@ class CoercionReport:
 
     invalid: Counter[str] = field(default_factory=Counter)
     unknown_keys: set[str] = field(default_factory=set)
+    unknown_options: Counter[str] = field(default_factory=Counter)  # enumeration ids not among the items
 
 
 class FieldPlan:
@@ -273,6 +275,11 @@ class FieldPlan:
             if kept and not multiple and kind != "money" and _COLUMN_TYPE[kind]["data_type"] != existing[code]:
                 kind = kept
             self.specs[code] = FieldSpec(code, kind, multiple, field_label(m))
+        self._options = {
+            code: frozenset(ids)
+            for code, spec in self.specs.items()
+            if spec.kind == "enum" and not spec.multiple and (ids := _option_ids(meta[code]))
+        }
         # the hot path: single-valued fields other than money, converted by one function each
         self._scalar = {
             code: _CONVERTERS[spec.kind]
@@ -303,7 +310,7 @@ class FieldPlan:
 
     def coerce_row(self, row: Mapping[str, Any], report: CoercionReport) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        scalar = self._scalar
+        scalar, options = self._scalar, self._options
         for key, value in row.items():
             convert = scalar.get(key)
             if convert is None:  # money, multiple or unknown: the less common paths
@@ -317,6 +324,9 @@ class FieldPlan:
                     report.invalid[key] += 1
                     out[key] = None
                     out[key + RAW_SUFFIX] = to_text(value)
+                else:
+                    if key in options and out[key] not in options[key]:
+                        report.unknown_options[key] += 1
         return out
 
     def _coerce_other(self, key: str, value: Any, out: dict[str, Any], report: CoercionReport) -> None:
@@ -386,6 +396,12 @@ def field_rows(entity: str, meta: Mapping[str, Mapping[str, Any]]) -> list[dict[
             }
         )
     return rows
+
+
+def _option_ids(meta: Mapping[str, Any]) -> set[int]:
+    items = meta.get("items")
+    ids = (_int_or_none(i.get("ID")) for i in items if isinstance(i, Mapping)) if isinstance(items, list) else ()
+    return {i for i in ids if i is not None}
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,23 +125,36 @@ def keyset_pages(
             return
         after = first_page[-1][query.id_field]
     stalled = 0
-    while True:
+    # One batch ahead: the next request is in flight while the caller types and writes this batch's pages, so
+    # the portal's round trips overlap local work. Only a batch the loop would send next is sent early.
+    # A caller that stops early (an error, dlt's add_limit) does not wait for the request in flight.
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitrix24-prefetch")
+    try:
         commands = chain_commands(query, after, BATCH_SIZE, prefix)
-        response = client.batch(commands)
-        chain = read_chain(query, list(commands), response, after)
-        yield from chain.pages
-        if chain.failed_key is None:
-            if chain.finished:
-                return
-            after, stalled = chain.last_id, 0
-            continue
-        stalled = 0 if chain.pages else stalled + 1
-        error = subcall_failure(client, query.method, response, chain.failed_key)
-        if not isinstance(error, TransientError) or stalled > MAX_STALLED_RETRIES:
-            raise error
-        log.warning("%s: a page failed (%s); resuming after id %s", query.method, error, chain.last_id)
-        sleep(retry_delay(client, stalled))
-        after = chain.last_id
+        pending = ahead.submit(client.batch, commands)
+        while True:
+            response = pending.result()
+            chain = read_chain(query, list(commands), response, after)
+            if chain.failed_key is None and not chain.finished:
+                after, stalled = chain.last_id, 0
+                commands = chain_commands(query, after, BATCH_SIZE, prefix)
+                pending = ahead.submit(client.batch, commands)
+            yield from chain.pages
+            if chain.failed_key is None:
+                if chain.finished:
+                    return
+                continue
+            stalled = 0 if chain.pages else stalled + 1
+            error = subcall_failure(client, query.method, response, chain.failed_key)
+            if not isinstance(error, TransientError) or stalled > MAX_STALLED_RETRIES:
+                raise error
+            log.warning("%s: a page failed (%s); resuming after id %s", query.method, error, chain.last_id)
+            sleep(retry_delay(client, stalled))
+            after = chain.last_id
+            commands = chain_commands(query, after, BATCH_SIZE, prefix)
+            pending = ahead.submit(client.batch, commands)
+    finally:
+        ahead.shutdown(wait=False, cancel_futures=True)
 
 
 def retry_delay(client: Bitrix24Client, attempt: int) -> float:

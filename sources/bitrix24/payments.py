@@ -19,7 +19,8 @@ they fit in the 50 ids the discovery batch already returned).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .client import TransientError
@@ -60,13 +61,29 @@ ORDERS_ROUTE_MIN_OWNERS = 2 * BATCH_SIZE  # up to here, crm.item.payment.list pe
 OWNERS: tuple[EntitySpec, ...] = tuple(e for e in ENTITIES if e.owns_payments)
 
 
+@dataclass
+class PaymentCoverage:
+    """What a run re-read completely: the payments of these owners (or of the whole portal, in a sweep with
+    the sale scope). After the load, payments of covered owners that were not returned were deleted on the
+    portal (`pipelines.reconcile.apply_payment_coverage`)."""
+
+    owners: set[tuple[int, int]] = field(default_factory=set)  # (ownerTypeId, ownerId)
+    seen: set[int] = field(default_factory=set)  # payment ids read for them
+    everything: bool = False
+
+    def add(self, owner_type_id: int, owner_ids: Iterable[int], rows: Iterable[Mapping[str, Any]]) -> None:
+        self.owners.update((owner_type_id, owner_id) for owner_id in owner_ids)
+        self.seen.update(int(r["id"]) for r in rows)
+
+
 def _owners_key(owner: EntitySpec) -> str:
     return f"owners_{owner.resource}"
 
 
 class PaymentReader:
-    def __init__(self, session: SyncSession):
+    def __init__(self, session: SyncSession, coverage: PaymentCoverage | None = None):
         self.session = session
+        self.coverage = coverage if coverage is not None else PaymentCoverage()
         self.sweep = False
         self.sweep_started_at = ""
         session.add_discovery(PAYMENTS, self._discovery)
@@ -118,7 +135,10 @@ class PaymentReader:
         if use_sale and not backfill:
             for rows in self._sale_payments(last_id):
                 last_id = max(last_id, max(int(r["id"]) for r in rows))
+                if self.sweep:
+                    self.coverage.seen.update(int(r["id"]) for r in rows)
                 yield rows
+            self.coverage.everything = self.sweep
         if not (use_sale and self.sweep):
             for owner in OWNERS:
                 yield from self._owner_payments(owner, use_sale)
@@ -236,6 +256,7 @@ class PaymentReader:
             for p in _rows(call.result, "payments")
             if (order_id := _int(p.get("orderId"))) in orders
         ]
+        self.coverage.add(owner.entity_type_id, (int(r[owner.id_field]) for page in id_pages for r in page), rows)
         for start in range(0, len(rows), 500):
             yield self._typed(rows[start : start + 500])
 
@@ -255,6 +276,7 @@ class PaymentReader:
                 for i, owner_id in enumerate(ids)
                 for p in (results[f"y{i}"].result or [])
             ]
+            self.coverage.add(owner.entity_type_id, ids, rows)
             if rows:
                 yield self._typed(rows)
 

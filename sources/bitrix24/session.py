@@ -87,6 +87,7 @@ class SyncSession:
         self.found = Discovered({}, {}, {}, {})
         self._extra: dict[str, Callable[[], Commands]] = {}
         self.invalid: dict[str, Counter[str]] = defaultdict(Counter)
+        self.unknown_options: dict[str, Counter[str]] = defaultdict(Counter)
         self._plans: dict[str, FieldPlan] = {}
         self._metadata_fetched: set[str] = set()
         self._untyped: dict[str, set[str]] = defaultdict(set)
@@ -181,6 +182,12 @@ class SyncSession:
                 spec.resource,
                 dict(self.invalid[spec.resource]),
             )
+        if self.unknown_options[spec.resource]:
+            log.warning(
+                "%s: enumeration ids that are not among the field's options were kept as they are: %s",
+                spec.resource,
+                dict(self.unknown_options[spec.resource]),
+            )
         if self.options.backfill is None:
             resource_state(spec.resource)["cursor"] = self.next_cursor()
         self._running.discard(spec.resource)
@@ -206,6 +213,7 @@ class SyncSession:
             replanned = True
         self._untyped[spec.resource] |= report.unknown_keys
         self.invalid[spec.resource].update(report.invalid)
+        self.unknown_options[spec.resource].update(report.unknown_options)
         return rows, replanned
 
     # ------------------------------------------------------------------ field metadata

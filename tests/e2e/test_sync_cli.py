@@ -10,7 +10,8 @@ import duckdb
 import pytest
 
 from bitrix24_emulator import Portal
-from pipelines.cli import EXIT_DESTINATION, EXIT_USAGE, main
+from pipelines.cli import main
+from pipelines.exit_codes import EXIT_AUTH, EXIT_DESTINATION, EXIT_USAGE
 from tests.e2e.syncutil import SMALL_PORTAL
 
 
@@ -86,7 +87,7 @@ def test_rejected_webhooks_are_user_errors_without_the_secret(
         "no crm scope": portal.add_webhook(scopes=("user",)),
     }[case]
     monkeypatch.setenv("SOURCES__BITRIX24__WEBHOOK_URL", url)
-    assert main(cli(tmp_path, "run")) == EXIT_USAGE
+    assert main(cli(tmp_path, "run")) == (EXIT_USAGE if case == "malformed" else EXIT_AUTH)
     err = capsys.readouterr().err
     secret = url.rstrip("/").rsplit("/", 1)[-1]
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and secret not in err

@@ -1,0 +1,97 @@
+"""Undo the damage a process killed at the wrong moment leaves in dlt's working folder or the warehouse.
+
+1. Rows inserted twice. dlt resumes a half-loaded package by re-running the jobs that had started. A job whose
+   `COPY`/`INSERT` had committed when the process died, but which was not yet moved to `completed_jobs`, runs
+   again: its rows land twice in a staging table (a merge table) or in the final table (a `replace` table).
+   dlt de-duplicates nested tables and child-less merge tables by key when it merges, but a merge root table
+   with nested tables is inserted with `_dlt_id IN (<row keys picked per primary key>)`, which lets both copies
+   through (dlt 1.31, `SqlMergeFollowupJob.gen_merge_sql`; dlt issue #3023). Both copies have the same
+   `_dlt_id`, so they are found and removed by it. A marker file in the pipeline's working folder is written
+   before a half-loaded package is resumed and removed after the repair, so a run killed in between is
+   repaired by the next one. On Postgres dlt declares `_dlt_id` UNIQUE: the re-run job fails instead, on
+   every later run (the pipeline is stuck), so there a half-loaded package is aborted and read again.
+2. A package both extracted and normalized. Normalize commits by renaming the new package into `normalized`
+   and then deleting the extracted one; killed in between, both stay, and normalizing the extracted copy again
+   fails on every later run ("Directory not empty"). The rename is atomic, so the normalized package is
+   complete and the extracted copy is dropped.
+
+Both found by the crash loop (tests/e2e/test_crash.py, tests/soak).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dlt
+from dlt.common.storages.load_package import PackageStorage
+
+log = logging.getLogger("bitrix24_sync.pipeline")
+
+MARKER = "bitrix24-sync-repair-duplicates"
+_ROW_ID = {"duckdb": "rowid"}  # destinations whose half-loaded packages are resumed, then repaired
+
+
+def _marker(pipeline: dlt.Pipeline) -> Path:
+    return Path(pipeline.working_dir) / MARKER
+
+
+def half_loaded(pipeline: dlt.Pipeline) -> bool:
+    """Whether a normalized package has already been partly loaded (by a run that was killed)."""
+    for load_id in pipeline.list_normalized_load_packages():
+        info = pipeline.get_load_package_info(load_id)
+        if info.jobs["started_jobs"] or info.jobs["completed_jobs"] or PackageStorage.is_package_partially_loaded(info):
+            return True
+    return False
+
+
+def prepare_resume(pipeline: dlt.Pipeline) -> None:
+    """Before pending packages are loaded: on DuckDB, leave the marker for `repair_if_marked` when one was
+    partly loaded. Elsewhere (Postgres declares `_dlt_id` UNIQUE, so the re-run job fails on every later run
+    instead of inserting twice) abort it: dlt rewinds the local state to before it and this run reads its
+    window again. What it had merged stays (real data); its state row is never restored from the destination,
+    since an aborted package gets no `_dlt_loads` row."""
+    if not half_loaded(pipeline):
+        return
+    if pipeline.destination.destination_name in _ROW_ID:
+        _marker(pipeline).touch()
+        return
+    log.warning("a killed run left a half-loaded package: aborting it, this run reads its data again")
+    pipeline.abort_packages()
+
+
+def repair_if_marked(pipeline: dlt.Pipeline) -> None:
+    """Delete the second copy of every row (same `_dlt_id`) in every data table, then the marker."""
+    if not _marker(pipeline).exists():
+        return
+    row_id = _ROW_ID.get(pipeline.destination.destination_name)
+    if row_id is not None:
+        schema = pipeline.default_schema
+        with pipeline.sql_client() as client:
+            stored = {
+                name
+                for (name,) in client.execute_sql(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    pipeline.dataset_name,
+                )
+            }
+            for table in sorted(stored & set(schema.data_table_names())):
+                if "_dlt_id" not in schema.get_table_columns(table):
+                    continue
+                name = client.make_qualified_table_name(table)
+                client.execute_sql(
+                    f"DELETE FROM {name} WHERE {row_id} IN (SELECT {row_id} FROM (SELECT {row_id}, row_number() "
+                    f"OVER (PARTITION BY _dlt_id ORDER BY {row_id}) AS copy FROM {name}) AS numbered "
+                    "WHERE copy > 1)"
+                )
+        log.info("removed any rows the resumed load had inserted twice")
+    _marker(pipeline).unlink()
+
+
+def forget_normalized_extracts(pipeline: dlt.Pipeline) -> None:
+    """Drop extracted packages whose normalized package already exists (normalize was killed mid-commit)."""
+    done = {*pipeline.list_normalized_load_packages(), *pipeline.list_completed_load_packages()}
+    for load_id in pipeline.list_extracted_load_packages():
+        if load_id in done:
+            log.warning("package %s was normalized by a run that was killed: dropping its extracted copy", load_id)
+            pipeline._get_normalize_storage().extracted_packages.delete_package(load_id)

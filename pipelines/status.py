@@ -1,0 +1,107 @@
+"""`bitrix24-sync status`: where each resource stands, from the pipeline's local state (cursors) and the run
+log (the last runs' rows, requests, errors, rate-limit use). Reads local files only: no request to the portal
+or the destination, so monitoring can call it as often as it likes.
+
+The rate-limit headroom is this sync's view of the portal's leaky bucket: how full it left it at the end of
+the last run, drained at `rate` per second since then (other apps on the same portal share the bucket and
+are not seen here).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+
+from pipelines.run_log import read_runs, run_log_path
+from sources.bitrix24.settings import ALL_RESOURCES, PAYMENTS
+
+SCHEMA_VERSION = 1
+
+
+def status_report(pipeline: dlt.Pipeline, now: datetime | None = None) -> dict[str, Any]:
+    """The `--json` document (also what the table is printed from)."""
+    runs = read_runs(pipeline.working_dir)
+    last = runs[-1] if runs else None
+    states = pipeline.state.get("sources", {}).get("bitrix24", {}).get("resources", {})
+    resources = {}
+    for name in ALL_RESOURCES:
+        seen = next((r for r in reversed(runs) if name in r.get("resources", {})), None)
+        state = states.get(name, {})
+        resources[name] = {
+            "cursor": _cursor(name, state),
+            "last_run_at": seen["finished_at"] if seen else None,
+            "last_run_ok": seen["ok"] if seen else None,
+            **(seen["resources"][name] if seen else {"rows": None, "requests": None, "retries": None}),
+            "error": seen.get("error") if seen and not seen["ok"] else None,
+        }
+    return {
+        "schema": SCHEMA_VERSION,
+        "pipeline": pipeline.pipeline_name,
+        "destination": pipeline.destination.destination_name if pipeline.destination else None,
+        "dataset": pipeline.dataset_name,
+        "run_log": str(run_log_path(pipeline.working_dir)),
+        "runs_recorded": len(runs),
+        "last_run": _last_run(last),
+        "resources": resources,
+        "rate_limit": _headroom(last, now or datetime.now(UTC)),
+    }
+
+
+def _cursor(name: str, state: dict[str, Any]) -> str | None:
+    if name == PAYMENTS:
+        parts = [f"{k} {v}" for k, v in sorted((state.get("owner_cursors") or {}).items())]
+        if state.get("last_payment_id"):
+            parts.append(f"payment id > {state['last_payment_id']}")
+        return "; ".join(parts) or None
+    return state.get("cursor") or state.get("loaded_at") or (state.get("fields") or {}).get("fetched_at")
+
+
+def _last_run(last: dict[str, Any] | None) -> dict[str, Any] | None:
+    if last is None:
+        return None
+    keys = ("started_at", "finished_at", "mode", "ok", "error_type", "error", "seconds", "requests", "retries")
+    return {k: last.get(k) for k in keys}
+
+
+def _headroom(last: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+    if last is None or not isinstance(last.get("rate_limit"), dict):
+        return None
+    limit = dict(last["rate_limit"])
+    since = (now - datetime.fromisoformat(last["finished_at"])).total_seconds()
+    level = max(0.0, float(limit["level_at_end"]) - max(0.0, since) * float(limit["rate"]))
+    limit["free_at_end"] = round(float(limit["burst"]) - float(limit["level_at_end"]), 2)
+    limit["free_now"] = round(float(limit["burst"]) - level, 2)
+    return limit
+
+
+def status_lines(report: dict[str, Any]) -> list[str]:
+    last = report["last_run"]
+    lines = [f"pipeline {report['pipeline']} -> {report['destination']} dataset {report['dataset']}"]
+    if last is None:
+        lines.append(f"no runs recorded yet ({report['run_log']})")
+    else:
+        outcome = "ok" if last["ok"] else f"FAILED: {last['error']}"
+        lines.append(
+            f"last run: {last['mode']} {last['finished_at']}, {last['seconds']:.1f} s, {last['requests']} requests, "
+            f"{sum((last['retries'] or {}).values())} retries, {outcome}"
+        )
+    lines.append("")
+    lines.append(f"{'resource':<10} {'cursor':<26} {'last run':<26} {'rows':>8} {'requests':>8}  error")
+    for name, r in report["resources"].items():
+        rows = "-" if r["rows"] is None else f"{r['rows']:,}"
+        requests = "-" if r["requests"] is None else str(r["requests"])
+        lines.append(
+            f"{name:<10} {(r['cursor'] or '-')[:26]:<26} {r['last_run_at'] or 'never':<26} {rows:>8} {requests:>8}"
+            f"  {r['error'] or ''}".rstrip()
+        )
+    limit = report["rate_limit"]
+    if limit:
+        lines.append("")
+        lines.append(
+            f"rate limit: {limit['free_now']:g} of {limit['burst']} requests free now ({limit['free_at_end']:g} at "
+            f"the end of the last run); last run waited {limit['waited_seconds']:g} s for the limit, "
+            f"{limit['refused']} refused by the portal"
+        )
+    return lines

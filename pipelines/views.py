@@ -1,0 +1,415 @@
+"""Views that make the raw tables readable in SQL: `v_deals`, `v_leads`, `v_contacts`, `v_companies`,
+`v_invoices` and `v_payments`, created in the dataset after every successful load.
+
+The raw tables keep the portal's field codes as column names (`uf_crm_1699000007`) and ids where the portal
+has dictionaries (stages, sources, users, enumeration options). The views join those dictionaries and put each
+user field under its label, so an analyst reads `"Clinic"`, `stage_name`, `stage_semantics`, `pipeline_name`
+instead of codes. They are generated from what the destination holds at creation time (its columns and the
+`fields` table), so a user field that appears on the portal is in the view after the next run.
+
+The SQL is plain enough for DuckDB and Postgres alike: quoted identifiers, LEFT JOINs, `string_agg` for
+multiple values. Label columns are deduplicated case-insensitively (DuckDB resolves quoted names without case)
+and cut to 63 bytes (Postgres would cut them silently and then fail on the duplicate). When the tables carry a
+`portal` column (several portals in one dataset), every join also matches on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import dlt
+from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCase
+
+from pipelines.partition import PORTAL_COLUMN
+from sources.bitrix24.fields import AMOUNT_SUFFIX, CURRENCY_SUFFIX
+from sources.bitrix24.settings import ENTITY_BY_RESOURCE, PAYMENTS
+
+log = logging.getLogger("bitrix24_sync.views")
+
+VIEW_PREFIX = "v_"
+MAX_IDENTIFIER_BYTES = 63  # Postgres' NAMEDATALEN - 1
+VIEW_DIALECTS = ("duckdb", "postgres", "motherduck")  # the SQL below is theirs (quoting, string_agg, LIKE)
+
+_STAGE_FIELDS = {"STAGE_ID", "stageId"}
+_USER_TYPES = {"user", "employee"}
+_SEMANTICS = {
+    "stage": ("won", "lost"),  # deals and invoices: S, F; anything else is open
+    "status": ("converted", "junk"),  # leads
+}
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def cap_identifier(name: str, limit: int = MAX_IDENTIFIER_BYTES) -> str:
+    """Cut a name to `limit` UTF-8 bytes on a character boundary (Cyrillic letters take two bytes)."""
+    encoded = name.encode()
+    if len(encoded) <= limit:
+        return name
+    return encoded[:limit].decode(errors="ignore").rstrip()
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One row of the `fields` table: what a column means."""
+
+    code: str
+    type: str
+    label: str | None
+    multiple: bool
+    custom: bool
+    status_type: str | None
+
+
+@dataclass
+class Dataset:
+    """What the destination holds: the columns of each table and the field metadata of each entity."""
+
+    name: str
+    columns: dict[str, list[str]]
+    naming: Any  # dlt's naming convention: field code -> column name
+    fields: dict[str, list[FieldInfo]] = field(default_factory=dict)
+
+    def table(self, name: str) -> str:
+        return f"{quote(self.name)}.{quote(name)}"
+
+    def has(self, table: str, *columns: str) -> bool:
+        return table in self.columns and all(c in self.columns[table] for c in columns)
+
+    def column_of(self, code: str) -> str:
+        return self.naming.normalize_identifier(code)
+
+    def child_of(self, table: str, code: str) -> str:
+        return self.naming.shorten_fragments(table, self.column_of(code))
+
+
+class SelectBuilder:
+    """One `SELECT ... FROM <root> LEFT JOIN ...` with unique output names."""
+
+    def __init__(self, dataset: Dataset, root: str):
+        self.dataset = dataset
+        self.root = root
+        self.columns: list[tuple[str, str]] = []
+        self.joins: list[str] = []
+        self._taken: set[str] = set()
+        self.partitioned = dataset.has(root, PORTAL_COLUMN)
+
+    def add(self, expression: str, name: str, fallback_suffix: str = "") -> None:
+        """Add an output column; a taken name gets `fallback_suffix` (then a number) appended."""
+        candidates = [cap_identifier(name)]
+        if fallback_suffix:
+            suffix = f" ({fallback_suffix})"
+            candidates.append(cap_identifier(name, MAX_IDENTIFIER_BYTES - len(suffix.encode())) + suffix)
+        candidates += [cap_identifier(name, MAX_IDENTIFIER_BYTES - 4) + f" {n}" for n in range(2, 100)]
+        chosen = next(c for c in candidates if c.casefold() not in self._taken)
+        self._taken.add(chosen.casefold())
+        self.columns.append((expression, chosen))
+
+    def join(self, source: str, condition: str, joined_table: str | None = None) -> str:
+        """LEFT JOIN `source` (a table name or a parenthesised query) and return its alias."""
+        alias = f"j{len(self.joins) + 1}"
+        source_sql = self.dataset.table(source) if joined_table is None else source
+        on = condition.replace("{j}", alias)
+        if self.partitioned and self.dataset.has(joined_table or source, PORTAL_COLUMN):
+            on += f" AND {alias}.{quote(PORTAL_COLUMN)} = t.{quote(PORTAL_COLUMN)}"
+        self.joins.append(f"LEFT JOIN {source_sql} {alias} ON {on}")
+        return alias
+
+    def sql(self) -> str:
+        select = ",\n       ".join(f"{expression} AS {quote(name)}" for expression, name in self.columns)
+        joins = "".join(f"\n{j}" for j in self.joins)
+        return f"SELECT {select}\nFROM {self.dataset.table(self.root)} t{joins}"
+
+
+# ------------------------------------------------------------------------------------------------ expressions
+
+
+def full_name(alias: str, dataset: Dataset, table: str) -> str | None:
+    parts = [c for c in ("name", "last_name") if dataset.has(table, c)]
+    if not parts:
+        return None
+    joined = " || ' ' || ".join(f"COALESCE({alias}.{quote(c)}, '')" for c in parts)
+    return f"NULLIF(TRIM({joined}), '')"
+
+
+def semantics(expression: str, kind: str) -> str:
+    success, failure = _SEMANTICS[kind]
+    return f"CASE {expression} WHEN 'S' THEN '{success}' WHEN 'F' THEN '{failure}' ELSE 'open' END"
+
+
+def joined_name(column: str) -> str:
+    """`assigned_by_id` -> `assigned_by_name`, `company_type` -> `company_type_name`."""
+    return re.sub(r"_id$", "", column) + "_name"
+
+
+class EntityView:
+    """The view of one CRM entity: its own columns, dictionary names, and user fields under their labels."""
+
+    def __init__(self, dataset: Dataset, table: str):
+        self.dataset = dataset
+        self.table = table
+        self.spec = ENTITY_BY_RESOURCE[table]
+        self.fields = {f.code: f for f in dataset.fields.get(table, [])}
+        self.query = SelectBuilder(dataset, table)
+
+    def build(self) -> str:
+        custom_columns = self._custom_columns()
+        for column in self.dataset.columns[self.table]:
+            if not column.startswith("_dlt") and column not in custom_columns:
+                self.query.add(f"t.{quote(column)}", column)
+        for info in self.fields.values():
+            if not info.custom:
+                self._standard_field(info)
+        for info in self.fields.values():
+            if info.custom:
+                self._user_field(info)
+        return self.query.sql()
+
+    def _custom_columns(self) -> set[str]:
+        columns: set[str] = set()
+        for info in self.fields.values():
+            if info.custom:
+                base = self.dataset.column_of(info.code)
+                columns |= {base, base + AMOUNT_SUFFIX, base + CURRENCY_SUFFIX}
+        return columns
+
+    # ---- standard fields: names next to ids
+
+    def _standard_field(self, info: FieldInfo) -> None:
+        column = self.dataset.column_of(info.code)
+        if info.multiple:
+            if info.type == "crm_multifield":  # PHONE, EMAIL, ...: one text of all values
+                self._aggregate(info, column)
+            return
+        if not self.dataset.has(self.table, column):
+            return
+        if info.code in _STAGE_FIELDS and self.spec.has_pipelines:
+            self._stage(column)
+        elif info.type == "crm_category" and self.dataset.has("pipelines", "entity_type_id", "name"):
+            alias = self.query.join(
+                "pipelines",
+                f"{{j}}.id = t.{quote(column)} AND {{j}}.entity_type_id = {self.spec.entity_type_id}",
+            )
+            self.query.add(f"{alias}.name", "pipeline_name")
+        elif info.status_type:
+            if self.dataset.has("stages", "entity_id", "status_id", "name"):
+                alias = self.query.join(
+                    "stages", f"{{j}}.entity_id = {literal(info.status_type)} AND {{j}}.status_id = t.{quote(column)}"
+                )
+                self.query.add(f"{alias}.name", joined_name(column))
+                if info.code == "STATUS_ID" and self.dataset.has("stages", "semantics"):
+                    self.query.add(self._semantics(alias, "status"), "status_semantics")
+        elif info.type in _USER_TYPES:
+            expression = self._user_name(column)
+            if expression:
+                self.query.add(expression, joined_name(column))
+        elif info.type == "crm_company" and self.dataset.has("companies", "title"):
+            alias = self.query.join("companies", f"{{j}}.id = t.{quote(column)}")
+            self.query.add(f"{alias}.title", joined_name(column))
+        elif info.type == "crm_contact" and self.dataset.has("contacts"):
+            alias = self.query.join("contacts", f"{{j}}.id = t.{quote(column)}")
+            name = full_name(alias, self.dataset, "contacts")
+            if name:
+                self.query.add(name, joined_name(column))
+
+    def _stage(self, column: str) -> None:
+        """Stage ids are unique within an entity's family of stage lists (`DEAL_STAGE`, `DEAL_STAGE_1`, ...);
+        the category picks the list (the default category's stages have none)."""
+        if not self.dataset.has("stages", "entity_id", "status_id", "name", "category_id"):
+            return
+        prefix = re.sub(r"_\d+$", "", self.fields[next(iter(_STAGE_FIELDS & set(self.fields)))].status_type or "")
+        category = self.dataset.column_of("CATEGORY_ID" if self.spec.key_style == "legacy" else "categoryId")
+        on = f"{{j}}.status_id = t.{quote(column)} AND {{j}}.entity_id LIKE {literal(prefix + '%')}"
+        if self.dataset.has(self.table, category):
+            on += f" AND COALESCE({{j}}.category_id, 0) = COALESCE(t.{quote(category)}, 0)"
+        alias = self.query.join("stages", on)
+        self.query.add(f"{alias}.name", "stage_name")
+        if self.dataset.has("stages", "sort"):
+            self.query.add(f"{alias}.sort", "stage_sort")  # the stage's place in its pipeline: funnel order
+        if self.dataset.has("stages", "semantics"):
+            self.query.add(self._semantics(alias, "stage"), "stage_semantics")
+
+    def _semantics(self, stage_alias: str, kind: str) -> str:
+        """From the stage list (its semantics is the current one), else the row's own `*_semantic_id`."""
+        own = f"{kind}_semantic_id"
+        fallback = f", t.{quote(own)}" if self.dataset.has(self.table, own) else ""
+        return semantics(f"COALESCE({stage_alias}.semantics{fallback})", kind)
+
+    def _user_name(self, column: str) -> str | None:
+        if not self.dataset.has("users", "id"):
+            return None
+        alias = self.query.join("users", f"{{j}}.id = t.{quote(column)}")
+        return full_name(alias, self.dataset, "users")
+
+    # ---- user fields: under their labels
+
+    def _user_field(self, info: FieldInfo) -> None:
+        column = self.dataset.column_of(info.code)
+        label = (info.label or info.code).strip() or info.code
+        if info.multiple:
+            self._aggregate(info, label)
+            return
+        if not self.dataset.has(self.table, column):
+            return
+        value = f"t.{quote(column)}"
+        if info.type == "money":
+            amount, currency = column + AMOUNT_SUFFIX, column + CURRENCY_SUFFIX
+            if self.dataset.has(self.table, amount, currency):
+                self.query.add(f"t.{quote(amount)}", label, info.code)
+                self.query.add(f"t.{quote(currency)}", f"{label} currency", info.code)
+                return
+        elif info.type == "enumeration" and self._has_options():
+            alias = self.query.join(self._options(), self._option_of(info, "{j}", value), joined_table="fields")
+            value = f"{alias}.value"
+        elif info.type in _USER_TYPES:
+            value = self._user_name(column) or value
+        self.query.add(value, label, info.code)
+
+    def _has_options(self) -> bool:
+        return self.dataset.has("fields__items", "id", "value", "_dlt_parent_id")
+
+    def _options(self) -> str:
+        """Enumeration options with their field: (entity, code, id, value[, portal])."""
+        portal = f", f.{quote(PORTAL_COLUMN)}" if self._partitioned_options() else ""
+        return (
+            f"(SELECT f.entity, f.code, i.id, i.value{portal} FROM {self.dataset.table('fields')} f "
+            f"JOIN {self.dataset.table('fields__items')} i ON i._dlt_parent_id = f._dlt_id)"
+        )
+
+    def _option_of(self, info: FieldInfo, alias: str, id_expression: str) -> str:
+        """The join condition of an option to its id (compared as text: a column kept as text still joins)."""
+        return (
+            f"{alias}.entity = {literal(self.table)} AND {alias}.code = {literal(info.code)} "
+            f"AND CAST({alias}.id AS VARCHAR) = CAST({id_expression} AS VARCHAR)"
+        )
+
+    def _partitioned_options(self) -> bool:
+        return self.query.partitioned and self.dataset.has("fields", PORTAL_COLUMN)
+
+    def _aggregate(self, info: FieldInfo, name: str) -> None:
+        """A multiple field lives in a child table: its values (option labels for an enumeration) as one
+        comma-separated text in the portal's order, aggregated once per parent row and joined by hash."""
+        child = self.dataset.child_of(self.table, info.code)
+        if not self.dataset.has(child, "value", "_dlt_parent_id", "_dlt_list_idx"):
+            return
+        value, joins = "c.value", ""
+        if info.type == "enumeration" and self._has_options():
+            on = self._option_of(info, "e", "c.value")
+            if self._partitioned_options():  # the child rows' portal is their parent's
+                joins = f" JOIN {self.dataset.table(self.table)} p ON p._dlt_id = c._dlt_parent_id"
+                on += f" AND e.{quote(PORTAL_COLUMN)} = p.{quote(PORTAL_COLUMN)}"
+            joins += f" LEFT JOIN {self._options()} e ON {on}"
+            value = "e.value"
+        values = (
+            f"(SELECT c._dlt_parent_id, string_agg(CAST({value} AS VARCHAR), ', ' ORDER BY c._dlt_list_idx) AS v "
+            f"FROM {self.dataset.table(child)} c{joins} GROUP BY c._dlt_parent_id)"
+        )
+        alias = self.query.join(values, "{j}._dlt_parent_id = t._dlt_id", joined_table=child)
+        self.query.add(f"{alias}.v", name, info.code if info.custom else "")
+
+
+def payments_view(dataset: Dataset) -> str:
+    """Payments with their owner: a deal, or an invoice and the deal the invoice belongs to."""
+    query = SelectBuilder(dataset, PAYMENTS)
+    for column in dataset.columns[PAYMENTS]:
+        if not column.startswith("_dlt"):
+            query.add(f"t.{quote(column)}", column)
+    deal_id = "CASE WHEN t.owner_type_id = 2 THEN t.owner_id END"
+    if dataset.has("invoices", "id", "title"):
+        invoice = query.join("invoices", "t.owner_type_id = 31 AND {j}.id = t.owner_id")
+        query.add(f"{invoice}.id", "invoice_id")
+        query.add(f"{invoice}.title", "invoice_title")
+        if dataset.has("invoices", "parent_id2"):
+            deal_id = f"COALESCE({deal_id}, {invoice}.parent_id2)"
+    query.add(deal_id, "deal_id")
+    if dataset.has("deals", "id", "title"):
+        deal = query.join("deals", f"{{j}}.id = {deal_id}")
+        query.add(f"{deal}.title", "deal_title")
+        if dataset.has("deals", "currency_id"):
+            query.add(f"{deal}.currency_id", "deal_currency")
+    return query.sql()
+
+
+# ------------------------------------------------------------------------------------------------ creation
+
+
+def view_definitions(dataset: Dataset) -> dict[str, str]:
+    """View name -> SELECT, for every entity table the dataset has."""
+    tables = [table for table in ENTITY_BY_RESOURCE if table in dataset.columns]
+    views = {VIEW_PREFIX + table: EntityView(dataset, table).build() for table in tables}
+    if dataset.has(PAYMENTS, "owner_type_id", "owner_id"):
+        views[VIEW_PREFIX + PAYMENTS] = payments_view(dataset)
+    return views
+
+
+def read_dataset(client: Any, dataset_name: str, naming: Any) -> Dataset:
+    """Columns from the information schema (what really exists, in table order) and the `fields` table."""
+    rows = client.execute_sql(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
+        "ORDER BY table_name, ordinal_position",
+        dataset_name,
+    )
+    columns: dict[str, list[str]] = {}
+    for table, column in rows or []:
+        columns.setdefault(table, []).append(column)
+    dataset = Dataset(dataset_name, columns, naming)
+    if dataset.has("fields", "entity", "code", "type", "label", "is_multiple", "is_custom", "status_type"):
+        fields = client.execute_sql(
+            "SELECT entity, code, min(type), min(label), bool_or(is_multiple), bool_or(is_custom), min(status_type) "
+            f"FROM {dataset.table('fields')} GROUP BY entity, code ORDER BY entity, code"
+        )
+        for entity, code, type_, label, multiple, custom, status_type in fields or []:
+            info = FieldInfo(code, type_ or "", label, bool(multiple), bool(custom), status_type)
+            dataset.fields.setdefault(entity, []).append(info)
+    return dataset
+
+
+def create_views(pipeline: dlt.Pipeline) -> list[str]:
+    """(Re)create the views in the pipeline's dataset; returns their names. Dropped and created in one
+    transaction: Postgres' CREATE OR REPLACE VIEW cannot drop or rename columns, and readers never see a
+    dataset without its views."""
+    with pipeline.sql_client() as client:
+        naming = pipeline.default_schema.naming if pipeline.default_schema_name else SnakeCase()
+        dataset = read_dataset(client, client.dataset_name, naming)
+        definitions = view_definitions(dataset)
+        with client.begin_transaction():
+            for name, select in definitions.items():
+                client.execute_sql(f"DROP VIEW IF EXISTS {dataset.table(name)}")
+                client.execute_sql(f"CREATE VIEW {dataset.table(name)} AS\n{select}")
+    log.info("created views %s", ", ".join(definitions))
+    return list(definitions)
+
+
+def refresh_views(pipeline: dlt.Pipeline) -> list[str]:
+    """After a load: the data is committed whatever happens here, so a view that cannot be created is a
+    warning, not a failed sync (the next run tries again)."""
+    if pipeline.destination.destination_name not in VIEW_DIALECTS:
+        log.info("no SQL views on %s: they are written for DuckDB and Postgres", pipeline.destination.destination_name)
+        return []
+    try:
+        return create_views(pipeline)
+    except Exception as error:  # any driver's error: the message says which view and why
+        log.warning("the SQL views were not refreshed: %s", str(error).splitlines()[0] if str(error) else error)
+        return []
+
+
+def drop_views(pipeline: dlt.Pipeline) -> None:
+    """Before a load that drops tables (a full refresh, or a pending package left by one): Postgres refuses
+    to drop a table a view depends on. The views come back after the load."""
+    if pipeline.destination.destination_name not in VIEW_DIALECTS:
+        return
+    names = [VIEW_PREFIX + t for t in (*ENTITY_BY_RESOURCE, PAYMENTS)]
+    try:
+        with pipeline.sql_client() as client, client.begin_transaction():
+            for name in names:
+                client.execute_sql(f"DROP VIEW IF EXISTS {quote(client.dataset_name)}.{quote(name)}")
+    except Exception as error:  # the load that follows reports the destination's problem
+        log.warning("the SQL views were not dropped: %s", str(error).splitlines()[0] if str(error) else error)

@@ -1,0 +1,87 @@
+"""One measured unit of work, run in its own process so the parent can read its CPU and peak RSS with
+`os.wait4` (the emulator's CPU is in another process and is not counted).
+
+    python -m tests.bench.runner sync --webhook URL --destination duckdb --duckdb-path P --pipelines-dir D
+        [--resources deals,leads] [--backfill SINCE UNTIL] [--full-refresh]
+    python -m tests.bench.runner baseline --webhook URL --strategy offset_batches --method crm.deal.list
+
+Prints one JSON line on stdout: {"requests": ..., "rows": ..., "row_counts": {...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+# The portal's limits are off in the benchmark; the client's own bucket must not add waits either.
+UNLIMITED_RATE = 1e9
+UNLIMITED_BURST = 10**9
+
+
+def run_sync(args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines.bitrix24_pipeline import make_client, make_pipeline, sync
+
+    pipeline = make_pipeline(
+        args.destination,
+        duckdb_path=args.duckdb_path,
+        postgres_url=args.postgres_url,
+        pipelines_dir=args.pipelines_dir,
+        dataset_name=args.dataset,
+    )
+    client = make_client(args.webhook, rate=UNLIMITED_RATE, burst=UNLIMITED_BURST)
+    report = sync(
+        pipeline,
+        client=client,
+        resources=args.resources or None,
+        backfill=tuple(args.backfill) if args.backfill else None,
+        full_refresh=args.full_refresh,
+    )
+    return {
+        "requests": report.requests,
+        "rows": sum(report.row_counts.values()),
+        "row_counts": report.row_counts,
+    }
+
+
+def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    import requests
+
+    from . import baselines
+
+    strategy = getattr(baselines, args.strategy)
+    with requests.Session() as session:
+        rows = strategy(session, args.webhook, args.method)
+    return {"rows": rows, "row_counts": {args.method: rows}}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.runner")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    s = sub.add_parser("sync")
+    s.add_argument("--webhook", required=True)
+    s.add_argument("--destination", choices=("duckdb", "postgres"), default="duckdb")
+    s.add_argument("--duckdb-path")
+    s.add_argument("--postgres-url")
+    s.add_argument("--pipelines-dir", required=True)
+    s.add_argument("--dataset", default="bitrix24_crm")
+    s.add_argument("--resources", type=lambda v: [r for r in v.split(",") if r], default=None)
+    s.add_argument("--backfill", nargs=2, metavar=("SINCE", "UNTIL"))
+    s.add_argument("--full-refresh", action="store_true")
+    b = sub.add_parser("baseline")
+    b.add_argument("--webhook", required=True)
+    b.add_argument("--strategy", choices=("offset_pages", "offset_batches"), required=True)
+    b.add_argument("--method", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run_sync(args) if args.mode == "sync" else run_baseline(args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

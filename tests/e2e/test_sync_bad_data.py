@@ -1,0 +1,128 @@
+"""Garbage from the portal: every row still loads (row counts equal the portal's), a value that does not
+parse is NULL with its text kept verbatim in `<field>__raw` and counted in a warning, and text of any size
+or script arrives unchanged. The bad values are written straight into the emulator's store, the way a real
+portal's database holds them after imports, API writes without validation and field type changes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bitrix24_emulator import Portal
+from sources.bitrix24.settings import ENTITIES, ENTITY_BY_RESOURCE
+from tests.e2e.syncutil import SMALL_PORTAL, column_types, new_pipeline, portal_list, query, run
+
+BIG_TEXT = "Ж" * 1_500_000 + "x" * 1_000_000  # 4 MB of UTF-8
+SCRIPTS = "Сделка 🚀 مرحبا 你好 ñ e\u0301 👩\u200d👩\u200d👧 \u202edesrever\u202c ✓"
+
+
+def poke(portal: Portal, key: str, record_id: int, **values: Any) -> None:
+    """Write raw values into the portal's database, bypassing the API's validation."""
+    with portal.store.lock:
+        portal.store.table(key).update(record_id, values)
+
+
+@pytest.fixture
+def portal() -> Iterator[Portal]:
+    with Portal(**SMALL_PORTAL) as p:
+        yield p
+
+
+def by_id(pipeline: Any, table: str, *columns: str) -> dict[int, dict[str, Any]]:
+    rows = query(pipeline, f"SELECT id, {', '.join(columns)} FROM {{}}", table)
+    return {r["id"]: r for r in rows}
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "postgres"])
+def test_garbage_values_load_as_null_with_the_raw_text_and_no_row_is_dropped(
+    tmp_path: Path,
+    portal: Portal,
+    destination: str,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    poke(portal, "deal", 1, OPPORTUNITY="", CLOSEDATE="")
+    poke(portal, "deal", 2, OPPORTUNITY="12,5 руб", CLOSEDATE="31.02.2024", UF_CRM_1699000002="many")
+    poke(portal, "deal", 3, UF_CRM_1699000006="yesterday 5pm", UF_CRM_1699000003="NaN")
+    poke(portal, "deal", 4, UF_CRM_1699000009="abc|EUR", UF_CRM_1699000007=999999, TITLE=BIG_TEXT)
+    poke(portal, "deal", 5, UF_CRM_1699000009="300", TITLE=SCRIPTS)
+    poke(portal, "smart_invoice", 1, OPPORTUNITY="n/a")
+    url = request.getfixturevalue("postgres_url") if destination == "postgres" else None
+    pipeline = new_pipeline(tmp_path, destination, url)
+    with caplog.at_level(logging.WARNING, logger="bitrix24_sync"):
+        run(pipeline, portal, resources="deals,leads,contacts,companies,invoices")
+
+    for spec in ENTITIES:
+        stored = query(pipeline, "SELECT count(*) AS n FROM {}", spec.resource)[0]["n"]
+        assert stored == len(list(portal_list(portal, spec, [spec.id_field]))), spec.resource
+    deals = by_id(
+        pipeline,
+        "deals",
+        "opportunity",
+        "opportunity__raw",
+        "closedate",
+        "closedate__raw",
+        "uf_crm_1699000002",
+        "uf_crm_1699000002__raw",
+        "uf_crm_1699000006",
+        "uf_crm_1699000006__raw",
+        "uf_crm_1699000003",
+        "uf_crm_1699000003__raw",
+        "uf_crm_1699000009",
+        "uf_crm_1699000009_amount",
+        "uf_crm_1699000009_currency",
+        "uf_crm_1699000007",
+        "title",
+    )
+    assert (deals[1]["opportunity"], deals[1]["opportunity__raw"], deals[1]["closedate"]) == (None, None, None)
+    assert (deals[2]["opportunity"], deals[2]["opportunity__raw"]) == (None, "12,5 руб")
+    assert (deals[2]["closedate"], deals[2]["closedate__raw"]) == (None, "31.02.2024")
+    assert (deals[2]["uf_crm_1699000002"], deals[2]["uf_crm_1699000002__raw"]) == (None, "many")
+    assert (deals[3]["uf_crm_1699000006"], deals[3]["uf_crm_1699000006__raw"]) == (None, "yesterday 5pm")
+    sent = portal.call("crm.deal.get", {"id": 3})["UF_CRM_1699000003"]  # PHP prints NaN as "nan"
+    assert (deals[3]["uf_crm_1699000003"], deals[3]["uf_crm_1699000003__raw"]) == (None, sent)
+    assert (deals[4]["uf_crm_1699000009"], deals[4]["uf_crm_1699000009_amount"]) == ("abc|EUR", None)
+    assert deals[4]["uf_crm_1699000007"] == 999999 and deals[4]["title"] == BIG_TEXT
+    money = (deals[5]["uf_crm_1699000009_amount"], deals[5]["uf_crm_1699000009_currency"])
+    assert money == (300, None) and deals[5]["title"] == SCRIPTS
+    invoice = by_id(pipeline, "invoices", "opportunity", "opportunity__raw")[1]
+    assert (invoice["opportunity"], invoice["opportunity__raw"]) == (None, "n/a")
+
+    warned = {r.args[0]: r.args[1] for r in caplog.records if "did not parse" in r.msg}
+    bad = {"OPPORTUNITY", "CLOSEDATE", "UF_CRM_1699000002", "UF_CRM_1699000006", "UF_CRM_1699000003"}
+    assert warned == {"deals": dict.fromkeys({*bad, "UF_CRM_1699000009"}, 1), "invoices": {"opportunity": 1}}
+    options = [r.args for r in caplog.records if "enumeration ids" in r.msg]
+    assert options == [("deals", {"UF_CRM_1699000007": 1})]
+
+
+def test_a_user_field_whose_type_changes_keeps_its_column_and_every_row(tmp_path: Path, portal: Portal) -> None:
+    """UF_CRM_1699000002 turns from integer into string (text values follow), UF_CRM_1699000001 from string
+    into integer (its old text values stay): the columns keep their types, what does not fit goes to
+    __raw."""
+    pipeline = new_pipeline(tmp_path, "duckdb")
+    run(pipeline, portal, resources="deals")
+    types = column_types(pipeline, "deals")
+    with portal.store.lock:
+        for name, new_type in (("UF_CRM_1699000002", "string"), ("UF_CRM_1699000001", "integer")):
+            portal.store.conn.execute("UPDATE userfield SET USER_TYPE_ID = ? WHERE FIELD_NAME = ?", (new_type, name))
+        portal.store._load_userfields()
+    now = int(portal.clock.time())
+    poke(portal, "deal", 10, UF_CRM_1699000002="twelve", UF_CRM_1699000001="AB123", DATE_MODIFY=now)
+    poke(portal, "deal", 11, UF_CRM_1699000002="12", UF_CRM_1699000001="77", DATE_MODIFY=now)
+    meta = portal.call("crm.deal.fields")
+    assert (meta["UF_CRM_1699000002"]["type"], meta["UF_CRM_1699000001"]["type"]) == ("string", "integer")
+
+    report = run(pipeline, portal, resources="deals", source_options={"fields_max_age_hours": 0})
+    assert report.row_counts["deals"] == 2
+    assert column_types(pipeline, "deals")["uf_crm_1699000002"] == types["uf_crm_1699000002"] == "bigint"
+    assert column_types(pipeline, "deals")["uf_crm_1699000001"] == "varchar"
+    deals = by_id(pipeline, "deals", "uf_crm_1699000002", "uf_crm_1699000002__raw", "uf_crm_1699000001")
+    assert (deals[10]["uf_crm_1699000002"], deals[10]["uf_crm_1699000002__raw"]) == (None, "twelve")
+    assert (deals[11]["uf_crm_1699000002"], deals[11]["uf_crm_1699000002__raw"]) == (12, None)
+    assert (deals[10]["uf_crm_1699000001"], deals[11]["uf_crm_1699000001"]) == ("AB123", "77")
+    spec = ENTITY_BY_RESOURCE["deals"]
+    assert len(deals) == len(list(portal_list(portal, spec, [spec.id_field])))

@@ -1,0 +1,201 @@
+"""The analysts' views after a real sync into DuckDB and Postgres: each view row equals the raw tables joined by
+hand here (in Python, from plain SELECTs), user fields sit under the labels the portal's own metadata gives, and
+a user field added on the portal is in `v_deals` after the next run."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+
+from bitrix24_emulator import Portal
+from pipelines.views import MAX_IDENTIFIER_BYTES
+from tests.e2e.syncutil import SMALL_PORTAL, new_pipeline, query, run
+
+VIEWS = {"v_deals", "v_leads", "v_contacts", "v_companies", "v_invoices", "v_payments"}
+SEMANTICS = {"S": "won", "F": "lost", None: "open"}
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> dlt.Pipeline:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    return new_pipeline(tmp_path, request.param, url)
+
+
+@pytest.fixture
+def portal() -> Iterator[Portal]:
+    with Portal(**SMALL_PORTAL) as p:
+        yield p
+
+
+def rows(pipeline: dlt.Pipeline, table: str) -> list[dict[str, Any]]:
+    return query(pipeline, "SELECT * FROM {}", table)
+
+
+def by_id(pipeline: dlt.Pipeline, table: str) -> dict[int, dict[str, Any]]:
+    return {r["id"]: r for r in rows(pipeline, table)}
+
+
+def full_name(person: dict[str, Any] | None) -> str | None:
+    if person is None:
+        return None
+    return " ".join(p for p in (person.get("name") or "", person.get("last_name") or "") if p).strip() or None
+
+
+def children(pipeline: dlt.Pipeline, table: str) -> dict[str, list[Any]]:
+    """Child-table values per parent row, in list order."""
+    values: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+    for r in rows(pipeline, table):
+        values[r["_dlt_parent_id"]].append((r["_dlt_list_idx"], r["value"]))
+    return {parent: [v for _, v in sorted(items)] for parent, items in values.items()}
+
+
+def user_fields(portal: Portal) -> dict[tuple[str, bool], tuple[str, str, dict[int, str]]]:
+    """(type, multiple) -> (code, label, option id -> option label) of the first such deal user field."""
+    found: dict[tuple[str, bool], tuple[str, str, dict[int, str]]] = {}
+    for code, meta in portal.call("crm.deal.fields").items():
+        if code.startswith("UF_"):
+            options = {int(i["ID"]): i["VALUE"] for i in meta.get("items") or []}
+            found.setdefault((meta["type"], bool(meta["isMultiple"])), (code, meta["listLabel"], options))
+    return found
+
+
+def view_columns(pipeline: dlt.Pipeline, view: str) -> list[str]:
+    found = query(
+        pipeline,
+        "SELECT column_name FROM information_schema.columns "
+        f"WHERE table_schema = '{pipeline.dataset_name}' AND table_name = '{view}' ORDER BY ordinal_position",
+    )
+    return [r["column_name"] for r in found]
+
+
+def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    run(pipeline, portal)
+    views = query(
+        pipeline,
+        f"SELECT table_name FROM information_schema.views WHERE table_schema = '{pipeline.dataset_name}'",
+    )
+    assert {v["table_name"] for v in views} == VIEWS
+
+    stages = rows(pipeline, "stages")
+    pipelines = {(p["entity_type_id"], p["id"]): p["name"] for p in rows(pipeline, "pipelines")}
+    users, companies, contacts = by_id(pipeline, "users"), by_id(pipeline, "companies"), by_id(pipeline, "contacts")
+    raw_deals = rows(pipeline, "deals")
+    naming = pipeline.default_schema.naming
+    ufs = user_fields(portal)
+    clinic, clinic_label, clinic_options = ufs[("enumeration", False)]
+    services, services_label, services_options = ufs[("enumeration", True)]
+    prepayment, prepayment_label, _ = ufs[("money", False)]
+    coordinator, coordinator_label, _ = ufs[("employee", False)]
+    services_values = children(pipeline, naming.shorten_fragments("deals", naming.normalize_identifier(services)))
+
+    view = by_id(pipeline, "v_deals")
+    assert len(view) == len(raw_deals) == SMALL_PORTAL["deals"]
+    assert not any(c.startswith("uf_crm") or c.startswith("_dlt") for c in view[raw_deals[0]["id"]])
+    checked = defaultdict(int)
+    for deal in raw_deals:
+        v = view[deal["id"]]
+        stage = next(
+            s
+            for s in stages
+            if s["status_id"] == deal["stage_id"]
+            and s["entity_id"].startswith("DEAL_STAGE")
+            and (s["category_id"] or 0) == deal["category_id"]
+        )
+        assert v["stage_name"] == stage["name"]
+        assert v["stage_semantics"] == SEMANTICS[stage.get("semantics")]
+        checked[v["stage_semantics"]] += 1
+        assert v["pipeline_name"] == pipelines[(2, deal["category_id"])]
+        assert v["assigned_by_name"] == full_name(users.get(deal["assigned_by_id"]))
+        assert v["company_name"] == (companies[deal["company_id"]]["title"] if deal["company_id"] else None)
+        assert v["contact_name"] == full_name(contacts.get(deal["contact_id"]))
+        assert v["title"] == deal["title"] and v["opportunity"] == deal["opportunity"]
+
+        enum_id = deal[naming.normalize_identifier(clinic)]
+        assert v[clinic_label] == (clinic_options[enum_id] if enum_id is not None else None)
+        chosen = [services_options[i] for i in services_values.get(deal["_dlt_id"], [])]
+        assert v[services_label] == (", ".join(chosen) or None)
+        money = naming.normalize_identifier(prepayment)
+        assert v[prepayment_label] == deal[money + "_amount"]
+        assert v[f"{prepayment_label} currency"] == deal[money + "_currency"]
+        assert v[coordinator_label] == full_name(users.get(deal[naming.normalize_identifier(coordinator)]))
+        checked["labels"] += bool(enum_id is not None and chosen and deal[money + "_amount"] is not None)
+    assert checked["won"] and checked["lost"] and checked["open"] and checked["labels"]
+    assert any(isinstance(v[prepayment_label], Decimal) for v in view.values())
+
+    leads = by_id(pipeline, "v_leads")
+    for lead in rows(pipeline, "leads"):
+        v = leads[lead["id"]]
+        source = next((s for s in stages if s["entity_id"] == "SOURCE" and s["status_id"] == lead["source_id"]), None)
+        status = next(s for s in stages if s["entity_id"] == "STATUS" and s["status_id"] == lead["status_id"])
+        assert v["source_name"] == (source["name"] if source else None)
+        assert v["status_name"] == status["name"]
+        assert v["status_semantics"] == {"S": "converted", "F": "junk", None: "open"}[status.get("semantics")]
+
+    phones = children(pipeline, "contacts__phone")
+    contact_view = by_id(pipeline, "v_contacts")
+    for contact in contacts.values():
+        assert contact_view[contact["id"]]["phone"] == (", ".join(phones.get(contact["_dlt_id"], [])) or None)
+        assert contact_view[contact["id"]]["company_name"] == (
+            companies[contact["company_id"]]["title"] if contact["company_id"] else None
+        )
+
+    invoices = by_id(pipeline, "invoices")
+    deals = {d["id"]: d for d in raw_deals}
+    payments = by_id(pipeline, "v_payments")
+    assert len(payments) == len(rows(pipeline, "payments"))
+    for payment in payments.values():
+        if payment["owner_type_id"] == 2:
+            deal_id = payment["owner_id"]
+        else:
+            assert payment["invoice_title"] == invoices[payment["owner_id"]]["title"]
+            deal_id = invoices[payment["owner_id"]]["parent_id2"]
+        assert payment["deal_id"] == deal_id
+        assert payment["deal_title"] == (deals[deal_id]["title"] if deal_id in deals else None)
+
+
+def test_a_new_user_field_appears_in_the_view_after_the_next_run(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    run(pipeline, portal)
+    _, clinic_label, _ = user_fields(portal)[("enumeration", False)]
+    long_label = "Источник финансирования лечения пациента за рубежом"  # 97 bytes in UTF-8
+    added = {}
+    for name, label in (("FUNDING", long_label), ("CLINIC2", clinic_label)):
+        portal.call(
+            "crm.deal.userfield.add",
+            {
+                "fields": {
+                    "FIELD_NAME": name,
+                    "USER_TYPE_ID": "enumeration",
+                    "LIST_COLUMN_LABEL": label,
+                    "EDIT_FORM_LABEL": label,
+                    "LIST": [{"VALUE": "ОМС"}, {"VALUE": "Собственные средства"}],
+                }
+            },
+        )
+        added[name] = next((c, m) for c, m in portal.call("crm.deal.fields").items() if c.startswith(f"UF_CRM_{name}"))
+    chosen = {
+        code: next(i["ID"] for i in meta["items"] if i["VALUE"] == "Собственные средства")
+        for code, meta in added.values()
+    }
+    portal.call("crm.deal.update", {"id": 5, "fields": chosen})
+    clinic2 = added["CLINIC2"][0]
+
+    run(pipeline, portal)
+    columns = view_columns(pipeline, "v_deals")
+    capped = long_label.encode()[:MAX_IDENTIFIER_BYTES].decode(errors="ignore").rstrip()
+    assert capped in columns and len(capped.encode()) <= MAX_IDENTIFIER_BYTES
+    duplicate = next(c for c in columns if c.startswith(clinic_label) and clinic2 in c)
+    assert columns.count(clinic_label) == 1
+    sql = f'SELECT id, "{capped}" AS funding, "{duplicate}" AS clinic2 FROM {{}} ORDER BY id'
+    found = query(pipeline, sql, "v_deals")
+    assert found[4] == {"id": 5, "funding": "Собственные средства", "clinic2": "Собственные средства"}
+    assert all(r["funding"] is None for r in found if r["id"] != 5)
+
+    # a full refresh drops and reloads the tables (Postgres refuses to drop a table under a view): views again
+    run(pipeline, portal, full_refresh=True)
+    assert query(pipeline, sql, "v_deals")[4] == found[4]
