@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench emulator postgres-server clean
+.PHONY: demo test lint bench soak emulator postgres-server clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP) postgres-server
 ## make bench: the sync against the emulator (limits off) beside today's offset strategies; BIG=1 adds 1M deals
 bench: $(STAMP) postgres-server
 	$(BIN)/python -m tests.bench $(if $(BIG),--big)
+
+## make soak: hundreds of SIGKILLs at random points with random faults; every run after a kill must converge
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --kills $(or $(KILLS),300) --seed $(or $(SEED),1)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -23,7 +23,13 @@ from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.auth_config import make_auth
-from pipelines.crash_repair import forget_normalized_extracts, prepare_resume, repair_if_marked
+from pipelines.crash_repair import (
+    forget_normalized_extracts,
+    prepare_resume,
+    reference_lost,
+    reference_reloaded,
+    repair_if_marked,
+)
 from pipelines.destination_hints import DestinationError, explain
 from pipelines.partition import partition_by_portal
 from pipelines.reconcile import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
@@ -115,11 +121,16 @@ def make_client(webhook_url: str | None = None, **overrides: Any) -> Bitrix24Cli
     )
 
 
+def lock_path(pipelines_dir: str | Path, pipeline_name: str) -> Path:
+    return Path(pipelines_dir) / f"{pipeline_name}.bitrix24-sync.lock"
+
+
 @contextmanager
 def exclusive_run(pipeline: dlt.Pipeline) -> Iterator[None]:
-    """One run per pipeline working folder at a time: a second one refuses instead of mixing state."""
-    Path(pipeline.working_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(pipeline.working_dir) / "bitrix24-sync.lock", "a+") as lock:
+    """One run per pipeline at a time: a second one refuses instead of mixing state. The lock file sits beside
+    the working folder, not in it: dlt wipes a working folder that has no state yet (a first run)."""
+    Path(pipeline.pipelines_dir).mkdir(parents=True, exist_ok=True)
+    with open(lock_path(pipeline.pipelines_dir, pipeline.pipeline_name), "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -256,7 +267,7 @@ def _locked_sync(
     source = bitrix24(
         client=client,
         resources=list(selected),
-        refresh_reference=full_refresh,
+        refresh_reference=full_refresh or reference_lost(pipeline),
         payment_coverage=coverage,
         **options,
     )
@@ -278,6 +289,7 @@ def _locked_sync(
     if failure is not None:
         raise failure  # the portal's own error (already free of secrets), not dlt's wrapper around it
     meter.finish()
+    reference_reloaded(pipeline, selected)
     refresh_views(pipeline)
     trace = pipeline.last_trace
     counts = dict(trace.last_normalize_info.row_counts) if trace and trace.last_normalize_info else {}

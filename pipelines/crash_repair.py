@@ -9,7 +9,8 @@
    `_dlt_id`, so they are found and removed by it. A marker file in the pipeline's working folder is written
    before a half-loaded package is resumed and removed after the repair, so a run killed in between is
    repaired by the next one. On Postgres dlt declares `_dlt_id` UNIQUE: the re-run job fails instead, on
-   every later run (the pipeline is stuck), so there a half-loaded package is aborted and read again.
+   every later run (the pipeline is stuck), so there a half-loaded package is aborted and read again, its
+   reference tables included.
 2. A package both extracted and normalized. Normalize commits by renaming the new package into `normalized`
    and then deleting the extracted one; killed in between, both stay, and normalizing the extracted copy again
    fails on every later run ("Directory not empty"). The rename is atomic, so the normalized package is
@@ -21,14 +22,18 @@ Both found by the crash loop (tests/e2e/test_crash.py, tests/soak).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import dlt
 from dlt.common.storages.load_package import PackageStorage
 
+from sources.bitrix24.reference import REFERENCE_LISTS
+
 log = logging.getLogger("bitrix24_sync.pipeline")
 
 MARKER = "bitrix24-sync-repair-duplicates"
+RELOAD_MARKER = "bitrix24-sync-reload-reference"
 _ROW_ID = {"duckdb": "rowid"}  # destinations whose half-loaded packages are resumed, then repaired
 
 
@@ -57,7 +62,21 @@ def prepare_resume(pipeline: dlt.Pipeline) -> None:
         _marker(pipeline).touch()
         return
     log.warning("a killed run left a half-loaded package: aborting it, this run reads its data again")
+    # its `replace` tables (stages, pipelines, users) may be truncated already, while the rewound state says
+    # they are fresh: read them again whether due or not (the marker survives a kill until that run ends)
     pipeline.abort_packages()
+    (Path(pipeline.working_dir) / RELOAD_MARKER).touch()
+
+
+def reference_lost(pipeline: dlt.Pipeline) -> bool:
+    """Whether an aborted package may have emptied reference tables that no later run has reloaded yet."""
+    return (Path(pipeline.working_dir) / RELOAD_MARKER).exists()
+
+
+def reference_reloaded(pipeline: dlt.Pipeline, selected: Iterable[str]) -> None:
+    """After a run that loaded every reference table."""
+    if set(REFERENCE_LISTS) <= set(selected):
+        (Path(pipeline.working_dir) / RELOAD_MARKER).unlink(missing_ok=True)
 
 
 def repair_if_marked(pipeline: dlt.Pipeline) -> None:

@@ -14,7 +14,8 @@
 
 The owner scan keeps its own cursor rather than reusing the deals resource's rows, so payments stay exact
 whichever resources a run selects, at a cost of ceil(k/2500) id-scan requests for k changed owners (none when
-they fit in the 50 ids the discovery batch already returned).
+they fit in the 50 ids the discovery batch already returned or in the continuation batch it shares with the
+other chains: `packing.py`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class PaymentReader:
         self.sweep = False
         self.sweep_started_at = ""
         session.add_discovery(PAYMENTS, self._discovery)
+        for owner in OWNERS:
+            session.add_chain(_owners_key(owner), lambda owner=owner: self._owner_scan(owner))
 
     # ------------------------------------------------------------------ plan
 
@@ -116,6 +119,10 @@ class PaymentReader:
             window = self.session.window(owner, resource_state(PAYMENTS).get("owner_cursors", {}).get(owner.resource))
         params = {**owner.base_params(), "select": [owner.id_field], "filter": window}
         return ListQuery(owner.list_method, params, owner.id_field, owner.items_path)
+
+    def _owner_scan(self, owner: EntitySpec) -> ListQuery | None:
+        """The owner id scan `pages` will read (none in a sweep through the sale scope)."""
+        return None if self._sale_available() and self.sweep else self._owner_query(owner)
 
     def _sale_available(self) -> bool:
         """The sale route works when the probe succeeded or failed transiently (the chain fetches it again);
@@ -203,8 +210,7 @@ class PaymentReader:
         scope (crm.orderentity.list, then sale.payment.list: about 2 requests); else one batch of
         `crm.item.payment.list` per 50 owners."""
         query = self._owner_query(owner)
-        head = self.session.head(_owners_key(owner), query)
-        id_pages = keyset_pages(self.session.client, query, first_page=head, prefix="o")
+        id_pages = self.session.chain_pages(_owners_key(owner), query, "o")
         if not via_sale:
             yield from self._listed_per_owner(owner, id_pages)
             return

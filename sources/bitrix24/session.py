@@ -5,7 +5,8 @@ as its first command (the run's start `T` on the portal's clock; batch commands 
 read afterwards sees all changes up to `T`), the first page of each CRM entity's window, field metadata that
 is missing or older than its maximum age, the first pages of the payment scans, and the reference lists when
 they are due. An incremental run with nothing changed therefore costs exactly one HTTP request. Each resource
-then continues its own keyset chain (`paging.keyset_pages`).
+then continues its own keyset chain (`paging.keyset_pages`); the chains still unfinished after discovery
+first share one continuation batch (`packing.py`).
 
 Cursors and caches live in dlt source state under `resources.<name>`, so `refresh="drop_resources"` resets
 them with the tables, and dlt commits them with the load package (a failed extract rolls them back).
@@ -25,7 +26,8 @@ import dlt
 
 from .client import BatchResponse, Bitrix24Client, Bitrix24Error, TransientError
 from .fields import CoercionReport, FieldPlan, trim_meta
-from .paging import MAX_STALLED_RETRIES, ListQuery, Page, keyset_pages, retry_delay, subcall_failure
+from .packing import chain_pages, continue_chains
+from .paging import MAX_STALLED_RETRIES, ChainResult, ListQuery, Page, retry_delay, subcall_failure
 from .settings import (
     BATCH_SIZE,
     DEFAULT_FIELDS_MAX_AGE_HOURS,
@@ -86,6 +88,8 @@ class SyncSession:
         self.server_time: datetime | None = None
         self.found = Discovered({}, {}, {}, {})
         self._extra: dict[str, Callable[[], Commands]] = {}
+        self._chains: dict[str, Callable[[], ListQuery | None]] = {}
+        self._packed: dict[str, ChainResult] = {}
         self.invalid: dict[str, Counter[str]] = defaultdict(Counter)
         self.unknown_options: dict[str, Counter[str]] = defaultdict(Counter)
         self._plans: dict[str, FieldPlan] = {}
@@ -118,6 +122,22 @@ class SyncSession:
             key = self._fields_key(spec)
             if key in self.found.result and key not in self.found.errors:
                 self._store_metadata(spec, self.found.result[key])
+        self._packed = continue_chains(self.client, self._chain_heads())
+
+    def add_chain(self, key: str, query: Callable[[], ListQuery | None]) -> None:
+        """A keyset chain whose first page is discovery command `key`: its next pages may share the
+        continuation batch (`packing.py`). `query` is called after discovery; None: not read in this run."""
+        self._chains[key] = query
+
+    def _chain_heads(self) -> dict[str, tuple[ListQuery, Page]]:
+        queries = {spec.resource: self.entity_query(spec) for spec in self.entities}
+        queries.update({key: query() for key, query in self._chains.items()})
+        heads = {key: (query, self.head(key, query)) for key, query in queries.items() if query is not None}
+        return {key: (query, head) for key, (query, head) in heads.items() if head is not None}
+
+    def chain_pages(self, key: str, query: ListQuery, prefix: str) -> Iterator[Page]:
+        """Every page of the chain that discovery command `key` started."""
+        return chain_pages(self.client, query, self.head(key, query), self._packed.pop(key, None), prefix)
 
     def _run_discovery(self, commands: Commands) -> None:
         """Send the discovery commands (server.time first), again if server.time failed transiently."""
@@ -169,7 +189,7 @@ class SyncSession:
         self._running.add(spec.resource)
         query = self.entity_query(spec)
         hinted = False
-        for page in keyset_pages(self.client, query, first_page=self.head(spec.resource, query), prefix="p"):
+        for page in self.chain_pages(spec.resource, query, "p"):
             rows, replanned = self._coerce(spec, page)
             if replanned or not hinted:
                 hinted = True

@@ -221,7 +221,8 @@ def assert_payments_equal(pipeline: dlt.Pipeline, portal: Portal, owner_types: t
 
 def assert_reference_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
     stages = {(r["entity_id"], r["status_id"], r["name"]) for r in query(pipeline, "SELECT * FROM {}", "stages")}
-    assert stages == {(s["ENTITY_ID"], s["STATUS_ID"], s["NAME"]) for s in portal.call("crm.status.list")}
+    expected = {(s["ENTITY_ID"], s["STATUS_ID"], s["NAME"]) for s in portal.call("crm.status.list")}
+    assert stages == expected, (len(stages), len(expected), sorted(stages ^ expected)[:5])
     users = {(int(r["id"]), r["name"], r["last_name"]) for r in query(pipeline, "SELECT * FROM {}", "users")}
     assert users == {(int(u["ID"]), u["NAME"], u["LAST_NAME"]) for u in portal.call("user.get")}
     categories = [

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bitrix24_emulator import Portal
+from pipelines.bitrix24_pipeline import lock_path
 from pipelines.cli import main
 from pipelines.exit_codes import (
     EXIT_AUTH,
@@ -211,8 +212,9 @@ def test_exit_codes(
         (tmp_path / "w.duckdb").mkdir()  # a folder where the file should be
     monkeypatch.setenv("SOURCES__BITRIX24__WEBHOOK_URL", url)
     if case == "run in progress":
-        assert main(["-q", "run", "--resources", "stages", *where(tmp_path)]) == 0  # dlt wipes a new folder
-        with open(tmp_path / "pipelines" / "bitrix24" / "bitrix24-sync.lock", "a+") as lock:
+        # a first run: dlt wipes a working folder without state, so the lock must live beside it
+        (tmp_path / "pipelines").mkdir()
+        with open(lock_path(tmp_path / "pipelines", "bitrix24"), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             assert main(args) == code
     else:

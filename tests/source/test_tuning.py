@@ -1,0 +1,46 @@
+"""Resource defaults of the pipeline: DuckDB's memory limit and uncompressed intermediate files, each
+overridable from dlt config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dlt.common.configuration import resolve_configuration
+from dlt.common.data_writers.buffered import BufferedDataWriter
+
+from pipelines.bitrix24_pipeline import make_pipeline
+from pipelines.tuning import default_writer_settings
+
+
+def duckdb_setting(tmp_path: Path, name: str) -> object:
+    pipeline = make_pipeline(duckdb_path=tmp_path / "w.duckdb", pipelines_dir=tmp_path / "p")
+    with pipeline.sql_client() as client:
+        return client.execute_sql(f"SELECT current_setting('{name}')")[0][0]  # type: ignore[index]
+
+
+def test_duckdb_gets_a_bounded_memory_limit(tmp_path: Path) -> None:
+    assert duckdb_setting(tmp_path, "memory_limit") == "366.2 MiB"  # 384MB as DuckDB prints it
+
+
+def test_the_memory_limit_and_threads_come_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BITRIX24_SYNC__DUCKDB_MEMORY_LIMIT", "1GB")
+    monkeypatch.setenv("BITRIX24_SYNC__DUCKDB_THREADS", "1")
+    assert duckdb_setting(tmp_path, "memory_limit") == "953.6 MiB"
+    assert duckdb_setting(tmp_path, "threads") == 1
+
+
+def writer_compresses() -> bool:
+    """What dlt's file writers resolve from config (normalize's section, as the parquet writer does)."""
+    config = resolve_configuration(
+        BufferedDataWriter.BufferedDataWriterConfiguration(), sections=("normalize", "data_writer")
+    )
+    return not config.disable_compression
+
+
+def test_compression_is_off_unless_the_user_config_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    default_writer_settings()
+    assert not writer_compresses()
+    monkeypatch.setenv("NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "false")
+    default_writer_settings()
+    assert writer_compresses()
