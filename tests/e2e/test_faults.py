@@ -9,7 +9,6 @@ import logging
 import random
 import re
 import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.e2e.syncutil import (
     new_pipeline,
     query,
 )
+from tests.e2e.test_client_network import TOKEN, closed_port
 
 TIMEOUT = 0.3  # the client's timeout in these tests; a `slow` fault answers after 1 s
 
@@ -294,15 +294,6 @@ def forget_deleted(pipeline: dlt.Pipeline, deal_ids: list[int]) -> None:
 
 
 # ------------------------------------------------------------------ an unreachable host fails fast
-
-TOKEN = "abcdefghijklmnop"
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.parametrize(
     ("url", "reason"),
