@@ -50,22 +50,33 @@ def half_loaded(pipeline: dlt.Pipeline) -> bool:
     return False
 
 
+def abort_interrupted(pipeline: dlt.Pipeline) -> bool:
+    """Whether a run was killed while aborting a package: it is still normalized, flagged for abort. dlt
+    finishes the abort on the next `load()`, but `has_pending_data` skips such a package and its jobs no longer
+    look half-loaded, so unless it is finished here, the next `run()` aborts it only after extracting: the
+    cleanup deletes that run's own new package with it and rewinds the state, and the run reports success."""
+    packages = pipeline._get_load_storage().normalized_packages
+    return any(packages.has_abort_flag(load_id) for load_id in pipeline.list_normalized_load_packages())
+
+
 def prepare_resume(pipeline: dlt.Pipeline) -> None:
     """Before pending packages are loaded: on DuckDB, leave the marker for `repair_if_marked` when one was
     partly loaded. Elsewhere (Postgres declares `_dlt_id` UNIQUE, so the re-run job fails on every later run
     instead of inserting twice) abort it: dlt rewinds the local state to before it and this run reads its
     window again. What it had merged stays (real data); its state row is never restored from the destination,
-    since an aborted package gets no `_dlt_loads` row."""
-    if not half_loaded(pipeline):
+    since an aborted package gets no `_dlt_loads` row. An abort a killed run began is finished the same way."""
+    aborting = abort_interrupted(pipeline)
+    if not aborting and not half_loaded(pipeline):
         return
-    if pipeline.destination.destination_name in _ROW_ID:
+    if pipeline.destination.destination_name in _ROW_ID and not aborting:
         _marker(pipeline).touch()
         return
     log.warning("a killed run left a half-loaded package: aborting it, this run reads its data again")
     # its `replace` tables (stages, pipelines, users) may be truncated already, while the rewound state says
-    # they are fresh: read them again whether due or not (the marker survives a kill until that run ends)
-    pipeline.abort_packages()
+    # they are fresh: read them again whether due or not. Written before the abort, so that a run killed during
+    # the abort leaves it too; it survives a kill until a run has reloaded them.
     (Path(pipeline.working_dir) / RELOAD_MARKER).touch()
+    pipeline.abort_packages()
 
 
 def reference_lost(pipeline: dlt.Pipeline) -> bool:

@@ -69,12 +69,6 @@ def test_sigkill_during_extract_normalize_and_load_then_a_normal_run_converges(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug: on Postgres, after two SIGKILLs during load (the second aborting the first's package), a "
-    "later run that does not re-read the reference lists leaves `stages` empty (seen with this seed, not "
-    "always); the DuckDB crash loop and `make soak` pass",
-)
 def test_sigkill_after_a_committed_load_job_on_postgres_then_normal_runs_converge(
     tmp_path: Path, postgres_url: str
 ) -> None:
