@@ -4,7 +4,6 @@ the request budget, backfill and full refresh."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import dlt
@@ -28,18 +27,6 @@ from tests.e2e.syncutil import (
 
 DEALS = ENTITY_BY_RESOURCE["deals"]
 INVOICES = ENTITY_BY_RESOURCE["invoices"]
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> dlt.Pipeline:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    return new_pipeline(tmp_path, request.param, url)
-
-
-@pytest.fixture
-def portal() -> Iterator[Portal]:
-    with Portal(**SMALL_PORTAL) as p:
-        yield p
 
 
 def test_full_then_incremental_sync_keeps_every_table_equal_to_the_portal(

@@ -6,7 +6,6 @@ portal's database holds them after imports, API writes without validation and fi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from bitrix24_emulator import Portal
 from sources.bitrix24.settings import ENTITIES, ENTITY_BY_RESOURCE
-from tests.e2e.syncutil import SMALL_PORTAL, column_types, new_pipeline, portal_list, query, run
+from tests.e2e.syncutil import column_types, new_pipeline, portal_list, query, run
 
 BIG_TEXT = "Ж" * 1_500_000 + "x" * 1_000_000  # 4 MB of UTF-8
 SCRIPTS = "Сделка 🚀 مرحبا 你好 ñ e\u0301 👩\u200d👩\u200d👧 \u202edesrever\u202c ✓"
@@ -24,12 +23,6 @@ def poke(portal: Portal, key: str, record_id: int, **values: Any) -> None:
     """Write raw values into the portal's database, bypassing the API's validation."""
     with portal.store.lock:
         portal.store.table(key).update(record_id, values)
-
-
-@pytest.fixture
-def portal() -> Iterator[Portal]:
-    with Portal(**SMALL_PORTAL) as p:
-        yield p
 
 
 def by_id(pipeline: Any, table: str, *columns: str) -> dict[int, dict[str, Any]]:

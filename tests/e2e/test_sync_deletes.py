@@ -4,7 +4,6 @@ docs say (floor(N/2500) + 1 requests per entity)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import dlt
@@ -17,12 +16,6 @@ from pipelines.destination_hints import DestinationError
 from pipelines.reconcile import DeleteOptions
 from sources.bitrix24.client import Bitrix24Client, ConfigError, TransientError, WebhookAuth
 from tests.e2e.syncutil import SMALL_PORTAL, new_pipeline, query, run
-
-
-@pytest.fixture
-def portal() -> Iterator[Portal]:
-    with Portal(**SMALL_PORTAL) as p:
-        yield p
 
 
 def marked(pipeline: dlt.Pipeline, table: str) -> set[int]:

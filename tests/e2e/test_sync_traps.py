@@ -52,12 +52,6 @@ def pipeline(tmp_path: Path) -> dlt.Pipeline:
     return new_pipeline(tmp_path, "duckdb")
 
 
-@pytest.fixture
-def portal() -> Iterator[Portal]:
-    with Portal(**SMALL_PORTAL) as p:
-        yield p
-
-
 def titles(pipeline: dlt.Pipeline, *ids: int) -> dict[int, str]:
     rows = query(pipeline, f"SELECT id, title FROM {{}} WHERE id IN ({', '.join(map(str, ids))})", "deals")
     return {r["id"]: r["title"] for r in rows}

@@ -5,32 +5,17 @@ a user field added on the portal is in `v_deals` after the next run."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import dlt
-import pytest
 
 from bitrix24_emulator import Portal
 from pipelines.views import MAX_IDENTIFIER_BYTES
-from tests.e2e.syncutil import SMALL_PORTAL, new_pipeline, query, run
+from tests.e2e.syncutil import SMALL_PORTAL, query, run
 
 VIEWS = {"v_deals", "v_leads", "v_contacts", "v_companies", "v_invoices", "v_payments"}
 SEMANTICS = {"S": "won", "F": "lost", None: "open"}
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> dlt.Pipeline:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    return new_pipeline(tmp_path, request.param, url)
-
-
-@pytest.fixture
-def portal() -> Iterator[Portal]:
-    with Portal(**SMALL_PORTAL) as p:
-        yield p
 
 
 def rows(pipeline: dlt.Pipeline, table: str) -> list[dict[str, Any]]:
