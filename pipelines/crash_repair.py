@@ -28,13 +28,13 @@ from pathlib import Path
 import dlt
 from dlt.common.storages.load_package import PackageStorage
 
-from sources.bitrix24.reference import REFERENCE_LISTS
+from pipelines.destinations import profile
+from sources.bitrix24 import REFERENCE_LISTS
 
 log = logging.getLogger("bitrix24_sync.pipeline")
 
 MARKER = "bitrix24-sync-repair-duplicates"
 RELOAD_MARKER = "bitrix24-sync-reload-reference"
-_ROW_ID = {"duckdb": "rowid"}  # destinations whose half-loaded packages are resumed, then repaired
 
 
 def _marker(pipeline: dlt.Pipeline) -> Path:
@@ -68,7 +68,7 @@ def prepare_resume(pipeline: dlt.Pipeline) -> None:
     aborting = abort_interrupted(pipeline)
     if not aborting and not half_loaded(pipeline):
         return
-    if pipeline.destination.destination_name in _ROW_ID and not aborting:
+    if profile(pipeline.destination.destination_name).resume == "repair" and not aborting:
         _marker(pipeline).touch()
         return
     log.warning("a killed run left a half-loaded package: aborting it, this run reads its data again")
@@ -94,7 +94,7 @@ def repair_if_marked(pipeline: dlt.Pipeline) -> None:
     """Delete the second copy of every row (same `_dlt_id`) in every data table, then the marker."""
     if not _marker(pipeline).exists():
         return
-    row_id = _ROW_ID.get(pipeline.destination.destination_name)
+    row_id = profile(pipeline.destination.destination_name).row_id
     if row_id is not None:
         schema = pipeline.default_schema
         with pipeline.sql_client() as client:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.bitrix24_pipeline import AlreadyRunningError, DestinationError
-from sources.bitrix24.client import AuthError, Bitrix24Error, ConfigError, PlanError, ScopeError
-from sources.bitrix24.window import DateInputError
+from pipelines.destinations import DestinationError
+from pipelines.runner import AlreadyRunningError
+from sources.bitrix24 import AuthError, Bitrix24Error, ConfigError, DateInputError, PlanError, ScopeError
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1

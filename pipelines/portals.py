@@ -43,9 +43,10 @@ from typing import Any, Literal
 import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.bitrix24_pipeline import DATASET_NAME, SyncReport, make_pipeline, sync
+from pipelines.destinations import profile
 from pipelines.exit_codes import EXIT_SOME_PORTALS_FAILED
-from sources.bitrix24.client import ConfigError
+from pipelines.runner import DATASET_NAME, SyncReport, make_pipeline, sync
+from sources.bitrix24 import ConfigError
 
 log = logging.getLogger("bitrix24_sync.portals")
 
@@ -143,7 +144,7 @@ class Target:
 def run_portals(config: PortalsConfig, target: Target) -> list[PortalOutcome]:
     """Sync every portal in its own process; returns one outcome per portal, in the file's order."""
     parallel = config.parallel or len(config.portals)
-    if target.destination == "duckdb" and PLACEHOLDER not in target.duckdb_path:
+    if profile(target.destination).single_writer and PLACEHOLDER not in target.duckdb_path:
         parallel = 1  # one writer per DuckDB file
     # a shared dataset: the first portal alone creates the tables; two loads creating them at once collide
     first = config.portals[:1] if config.layout == "shared" else ()
@@ -158,9 +159,14 @@ def run_portals(config: PortalsConfig, target: Target) -> list[PortalOutcome]:
 
 
 def _run_child(config: PortalsConfig, target: Target, entry: PortalEntry, result_file: Path) -> PortalOutcome:
-    inherited = ("SOURCES__BITRIX24__WEBHOOK_URL", "SOURCES__BITRIX24__OAUTH__", "BITRIX24_SYNC__PORTAL")
+    inherited = (
+        "SOURCES__BITRIX24__CREDENTIALS",
+        "SOURCES__BITRIX24__WEBHOOK_URL",
+        "SOURCES__BITRIX24__OAUTH__",
+        "BITRIX24_SYNC__PORTAL",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}  # the parent's own credential
-    env["SOURCES__BITRIX24__WEBHOOK_URL"] = entry.webhook_url
+    env["SOURCES__BITRIX24__CREDENTIALS"] = entry.webhook_url
     for key, value in (("RATE", entry.rate), ("BURST", entry.burst)):
         if value is not None:
             env[f"SOURCES__BITRIX24__{key}"] = str(value)

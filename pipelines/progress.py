@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from pipelines.run_meter import ResourceMeter, RunMeter
-from sources.bitrix24.settings import BATCH_SIZE, PAGE_SIZE
+from sources.bitrix24 import BATCH_SIZE, PAGE_SIZE
 
 log = logging.getLogger("bitrix24_sync.progress")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.run_meter import RunMeter
-from sources.bitrix24.client import ClientStats, LeakyBucket
+from sources.bitrix24 import Bitrix24Client, ClientStats
 
 RUN_LOG_NAME = "bitrix24-sync-runs.json"
 KEEP_RUNS = 50
@@ -61,12 +61,13 @@ def run_record(
     mode: str,
     started_at: str,
     meter: RunMeter,
-    stats: ClientStats,
-    bucket: LeakyBucket,
+    client: Bitrix24Client | None,
     row_counts: dict[str, int] | None,
     error: tuple[str, str] | None,
 ) -> dict[str, Any]:
-    """What `status` shows about one run; `error` is (type name, secret-free one-line message)."""
+    """What `status` shows about one run; `error` is (type name, secret-free one-line message). `client` is
+    None when the run failed before it had one (a bad credential)."""
+    stats = client.stats if client is not None else ClientStats()
     resources = {}
     for name, m in meter.resources.items():
         loaded = (row_counts or {}).get(name)
@@ -87,10 +88,12 @@ def run_record(
         "requests": stats.requests,
         "retries": dict(stats.retries),
         "resources": resources,
-        "rate_limit": {
-            "rate": bucket.rate,
-            "burst": bucket.burst,
-            "level_at_end": round(bucket.level, 2),
+        "rate_limit": None
+        if client is None
+        else {
+            "rate": client.bucket.rate,
+            "burst": client.bucket.burst,
+            "level_at_end": round(client.bucket.level, 2),
             "waited_seconds": round(stats.bucket_sleep_seconds, 2),
             "backoff_seconds": round(stats.backoff_sleep_seconds, 2),
             "refused": sum(n for reason, n in stats.retries.items() if reason in REFUSALS),

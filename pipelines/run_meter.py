@@ -15,7 +15,7 @@ from typing import Any
 
 from dlt.extract.items_transform import ItemTransform
 
-from sources.bitrix24.client import Bitrix24Client
+from sources.bitrix24 import Bitrix24Client
 
 
 @dataclass

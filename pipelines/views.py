@@ -23,15 +23,14 @@ from typing import Any
 import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCase
 
+from pipelines.destinations import profile
 from pipelines.partition import PORTAL_COLUMN
-from sources.bitrix24.fields import AMOUNT_SUFFIX, CURRENCY_SUFFIX
-from sources.bitrix24.settings import ENTITY_BY_RESOURCE, PAYMENTS
+from sources.bitrix24 import AMOUNT_SUFFIX, CURRENCY_SUFFIX, PAYMENTS, Catalog
 
 log = logging.getLogger("bitrix24_sync.views")
 
 VIEW_PREFIX = "v_"
 MAX_IDENTIFIER_BYTES = 63  # Postgres' NAMEDATALEN - 1
-VIEW_DIALECTS = ("duckdb", "postgres", "motherduck")  # the SQL below is theirs (quoting, string_agg, LIKE)
 
 _STAGE_FIELDS = {"STAGE_ID", "stageId"}
 _USER_TYPES = {"user", "employee"}
@@ -153,10 +152,10 @@ def joined_name(column: str) -> str:
 class EntityView:
     """The view of one CRM entity: its own columns, dictionary names, and user fields under their labels."""
 
-    def __init__(self, dataset: Dataset, table: str):
+    def __init__(self, dataset: Dataset, table: str, catalog: Catalog):
         self.dataset = dataset
         self.table = table
-        self.spec = ENTITY_BY_RESOURCE[table]
+        self.spec = catalog.entity(table)
         self.fields = {f.code: f for f in dataset.fields.get(table, [])}
         self.query = SelectBuilder(dataset, table)
 
@@ -341,10 +340,10 @@ def payments_view(dataset: Dataset) -> str:
 # ------------------------------------------------------------------------------------------------ creation
 
 
-def view_definitions(dataset: Dataset) -> dict[str, str]:
-    """View name -> SELECT, for every entity table the dataset has."""
-    tables = [table for table in ENTITY_BY_RESOURCE if table in dataset.columns]
-    views = {VIEW_PREFIX + table: EntityView(dataset, table).build() for table in tables}
+def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
+    """View name -> SELECT, for every entity table of the catalog the dataset has."""
+    tables = [table for table in catalog.entity_resources if table in dataset.columns]
+    views = {VIEW_PREFIX + table: EntityView(dataset, table, catalog).build() for table in tables}
     if dataset.has(PAYMENTS, "owner_type_id", "owner_id"):
         views[VIEW_PREFIX + PAYMENTS] = payments_view(dataset)
     return views
@@ -372,14 +371,14 @@ def read_dataset(client: Any, dataset_name: str, naming: Any) -> Dataset:
     return dataset
 
 
-def create_views(pipeline: dlt.Pipeline) -> list[str]:
+def create_views(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
     """(Re)create the views in the pipeline's dataset; returns their names. Dropped and created in one
     transaction: Postgres' CREATE OR REPLACE VIEW cannot drop or rename columns, and readers never see a
     dataset without its views."""
     with pipeline.sql_client() as client:
         naming = pipeline.default_schema.naming if pipeline.default_schema_name else SnakeCase()
         dataset = read_dataset(client, client.dataset_name, naming)
-        definitions = view_definitions(dataset)
+        definitions = view_definitions(dataset, catalog)
         with client.begin_transaction():
             for name, select in definitions.items():
                 client.execute_sql(f"DROP VIEW IF EXISTS {dataset.table(name)}")
@@ -388,25 +387,25 @@ def create_views(pipeline: dlt.Pipeline) -> list[str]:
     return list(definitions)
 
 
-def refresh_views(pipeline: dlt.Pipeline) -> list[str]:
+def refresh_views(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
     """After a load: the data is committed whatever happens here, so a view that cannot be created is a
     warning, not a failed sync (the next run tries again)."""
-    if pipeline.destination.destination_name not in VIEW_DIALECTS:
+    if not profile(pipeline.destination.destination_name).views:
         log.info("no SQL views on %s: they are written for DuckDB and Postgres", pipeline.destination.destination_name)
         return []
     try:
-        return create_views(pipeline)
+        return create_views(pipeline, catalog)
     except Exception as error:  # any driver's error: the message says which view and why
         log.warning("the SQL views were not refreshed: %s", str(error).splitlines()[0] if str(error) else error)
         return []
 
 
-def drop_views(pipeline: dlt.Pipeline) -> None:
+def drop_views(pipeline: dlt.Pipeline, catalog: Catalog) -> None:
     """Before a load that drops tables (a full refresh, or a pending package left by one): Postgres refuses
     to drop a table a view depends on. The views come back after the load."""
-    if pipeline.destination.destination_name not in VIEW_DIALECTS:
+    if not profile(pipeline.destination.destination_name).views:
         return
-    names = [VIEW_PREFIX + t for t in (*ENTITY_BY_RESOURCE, PAYMENTS)]
+    names = [VIEW_PREFIX + t for t in (*catalog.entity_resources, PAYMENTS)]
     try:
         with pipeline.sql_client() as client, client.begin_transaction():
             for name in names:

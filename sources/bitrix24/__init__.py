@@ -1,84 +1,144 @@
-"""The `bitrix24` dlt source: CRM entities (incremental on DATE_MODIFY, merged on ID), payments, and the
+"""The `bitrix24` dlt source: CRM entities (incremental on their change time, merged on ID), payments, and the
 reference tables (stages, pipelines, users, fields) that decode them.
 
-Configured the dlt way: `sources.bitrix24.webhook_url` in `.dlt/secrets.toml` (or
-`SOURCES__BITRIX24__WEBHOOK_URL`), the other arguments in `[sources.bitrix24]` of `.dlt/config.toml`. One
-`SyncSession` per source instance plans the run's requests; every resource is derived from `settings.ENTITIES`
-or the reference specs.
+Configured the dlt way: the credential (a webhook URL or an OAuth app: `api/credentials.py`) in
+`.dlt/secrets.toml` as `sources.bitrix24.credentials`, the other arguments in `[sources.bitrix24]` of
+`.dlt/config.toml`. So the plain
+
+    pipeline.run(bitrix24())
+
+works with either credential. Each call builds the run's `Catalog` (the entities this portal has), one reader per
+selected resource, and a `RunPlan` from what the readers declare. This module is the source's public face:
+the runner imports nothing else of the package.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dlt
 from dlt.extract import DltResource
 
-from .client import Bitrix24Client, ConfigError, WebhookAuth
-from .fields import FIELDS_TABLE_COLUMNS
-from .payments import PAYMENT_PLAN, PaymentCoverage, PaymentReader
-from .reference import REFERENCE_LISTS, ReferenceReader, fields_rows, reference_due
-from .session import SyncOptions, SyncSession
-from .settings import (
-    ALL_RESOURCES,
-    DEFAULT_FIELDS_MAX_AGE_HOURS,
-    DEFAULT_OVERLAP_SECONDS,
-    DEFAULT_PAYMENT_SWEEP_HOURS,
-    DEFAULT_REFERENCE_MAX_AGE_HOURS,
-    ENTITIES,
-    PAYMENTS,
-    EntitySpec,
+from .api import (
+    CLIENT_DEFAULTS,
+    AuthError,
+    Bitrix24Client,
+    Bitrix24Credentials,
+    Bitrix24Error,
+    ClientOptions,
+    ClientStats,
+    ConfigError,
+    LeakyBucket,
+    OAuthAuth,
+    PlanError,
+    ScopeError,
+    TransientError,
+    client_for,
+    configured_oauth_app,
+    connect,
+    redact,
 )
-from .window import Backfill, normalize_user_date
+from .catalog import FIELDS, PAYMENTS, REFERENCE_LISTS, Catalog, EntitySpec
+from .entities import EntityReader, count_params, count_windows
+from .fields import AMOUNT_SUFFIX, CURRENCY_SUFFIX, FIELDS_TABLE_COLUMNS
+from .metadata import FieldMetadata
+from .paging import BATCH_SIZE, PAGE_SIZE
+from .payments import PAYMENT_PLAN, PaymentCoverage, PaymentReader
+from .plan import SYNC_DEFAULTS, PlanPart, RunPlan, SyncOptions
+from .portal_ids import PortalScan
+from .reference import ReferenceReader, fields_rows, reference_due, reference_lists
+from .state import SourceState
+from .window import Backfill, DateInputError, normalize_user_date
 
-__all__ = ["ALL_RESOURCES", "ENTITIES", "bitrix24", "select_resources"]
+__all__ = [
+    "AMOUNT_SUFFIX",
+    "BATCH_SIZE",
+    "CURRENCY_SUFFIX",
+    "DELETED_AT",
+    "PAGE_SIZE",
+    "PAYMENTS",
+    "PlanError",
+    "REFERENCE_LISTS",
+    "AuthError",
+    "Backfill",
+    "Bitrix24Client",
+    "Bitrix24Error",
+    "Catalog",
+    "ClientStats",
+    "ConfigError",
+    "DateInputError",
+    "EntitySpec",
+    "LeakyBucket",
+    "OAuthAuth",
+    "PaymentCoverage",
+    "PortalScan",
+    "ScopeError",
+    "SourceRun",
+    "SourceState",
+    "TransientError",
+    "bitrix24",
+    "catalog_of",
+    "configured_oauth_app",
+    "connect",
+    "count_params",
+    "count_windows",
+    "redact",
+]
 
 _MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 DELETED_AT = "_deleted_at"
-# Set by a reconcile (pipelines/reconcile.py) when the record is gone from the portal; a row merged again
+# Set by a reconcile (pipelines/deletes.py) when the record is gone from the portal; a row merged again
 # (restored on the portal) comes without it, which is what unmarks it.
 DELETED_AT_COLUMN: dict[str, dict[str, Any]] = {
     DELETED_AT: {"data_type": "timestamp", "timezone": True, "nullable": True, "description": "deleted on the portal"}
 }
 
 
-def select_resources(names: Sequence[str] | str | None) -> tuple[str, ...]:
-    """Validate resource names (a list or "deals,leads"); None or empty means all, in canonical order."""
-    if isinstance(names, str):
-        names = [n for n in (p.strip() for p in names.split(",")) if n]
-    if not names:
-        return ALL_RESOURCES
-    unknown = sorted(set(names) - set(ALL_RESOURCES))
-    if unknown:
-        raise ConfigError(f"unknown resource {', '.join(unknown)}: choose from {', '.join(ALL_RESOURCES)}")
-    return tuple(r for r in ALL_RESOURCES if r in names)
+@dataclass
+class SourceRun:
+    """What a caller learns about the run a source instance reads: its catalog, its client (request
+    statistics), and which owners' payments it re-read whole (the runner marks the payments not returned)."""
+
+    catalog: Catalog | None = None
+    client: Bitrix24Client | None = None
+    coverage: PaymentCoverage = field(default_factory=PaymentCoverage)
+
+
+def catalog_of(state: SourceState | None = None) -> Catalog:
+    """The catalog a pipeline's runs use, without a request (discovered entities are cached in state)."""
+    return Catalog.for_portal()
 
 
 @dlt.source(name="bitrix24", root_key=True, max_table_nesting=1)
 def bitrix24(
-    webhook_url: dlt.TSecretStrValue | None = None,
+    credentials: Bitrix24Credentials | None = dlt.secrets.value,
     resources: Sequence[str] | None = None,
     start_date: str | None = None,
-    overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
-    fields_max_age_hours: float = DEFAULT_FIELDS_MAX_AGE_HOURS,
-    reference_max_age_hours: float = DEFAULT_REFERENCE_MAX_AGE_HOURS,
-    payment_sweep_hours: float = DEFAULT_PAYMENT_SWEEP_HOURS,
-    rate: float = 2.0,
-    burst: int = 50,
-    timeout: float = 60.0,
-    allow_http: bool = False,
+    overlap_seconds: int = SYNC_DEFAULTS.overlap_seconds,
+    fields_max_age_hours: float = SYNC_DEFAULTS.fields_max_age_hours,
+    reference_max_age_hours: float = SYNC_DEFAULTS.reference_max_age_hours,
+    payment_sweep_hours: float = SYNC_DEFAULTS.payment_sweep_hours,
+    rate: float = CLIENT_DEFAULTS.rate,
+    burst: int = CLIENT_DEFAULTS.burst,
+    timeout: float = CLIENT_DEFAULTS.timeout,
+    max_retries: int = CLIENT_DEFAULTS.max_retries,
+    max_retry_seconds: float = CLIENT_DEFAULTS.max_retry_seconds,
+    allow_http: bool = CLIENT_DEFAULTS.allow_http,
     backfill_since: str | None = None,
     backfill_until: str | None = None,
     refresh_reference: bool = False,
     client: Any = None,
-    payment_coverage: PaymentCoverage | None = None,
+    run: Any = None,
 ) -> list[DltResource]:
-    """Bitrix24 CRM. `resources` selects by name (default: all); `backfill_since/until` re-read a DATE_MODIFY
-    window without moving cursors; `refresh_reference` forces the reference tables (full refresh);
-    `client` injects a ready `Bitrix24Client` (the runner does, to report its request count);
-    `payment_coverage` collects which owners' payments were re-read whole (the runner marks the rest)."""
-    selected = select_resources(resources)
+    """Bitrix24 CRM. `resources` selects by name (default: all); `backfill_since/until` re-read a window of the
+    change time without moving cursors; `refresh_reference` forces the reference tables (full refresh);
+    `client` shares a client that is already talking to this portal (one rate-limit bucket per portal);
+    `run` (a `SourceRun`) is filled with what the caller may want to know about this run."""
+    state = SourceState.current()
+    catalog = catalog_of(state)
+    selected = catalog.select(resources)
     backfill = Backfill.parse(backfill_since, backfill_until) if (backfill_since or backfill_until) else None
     options = SyncOptions(
         start_date=normalize_user_date(start_date, "start_date") if start_date else None,
@@ -89,17 +149,13 @@ def bitrix24(
         backfill=backfill,
     )
     if client is None:
-        if not webhook_url:
-            raise ConfigError(
-                "no webhook URL: set sources.bitrix24.webhook_url in .dlt/secrets.toml "
-                "or the environment variable SOURCES__BITRIX24__WEBHOOK_URL"
-            )
-        client = Bitrix24Client(
-            WebhookAuth(webhook_url, allow_http=allow_http), rate=rate, burst=burst, timeout=timeout
+        client = client_for(
+            credentials, ClientOptions(rate, burst, timeout, max_retries, max_retry_seconds, allow_http)
         )
+    run = run if run is not None else SourceRun()
+    run.catalog, run.client = catalog, client
     # Stages, pipelines and users are replaced whole: include them only when due, since a `replace` resource
     # that yields nothing empties its table.
-    state = dlt.current.source_state()
     selected = tuple(
         name
         for name in selected
@@ -107,54 +163,37 @@ def bitrix24(
         or refresh_reference
         or reference_due(name, state, options.reference_max_age_hours)
     )
-    session = SyncSession(client, options, selected)
     # Column types come from field metadata; dlt must not guess timestamps from text.
     dlt.current.source_schema().remove_type_detection("iso_timestamp")
 
-    out: list[DltResource] = [_entity_resource(session, spec) for spec in ENTITIES if spec.resource in selected]
+    entities = [spec for spec in catalog.entities if spec.resource in selected]
+    metadata = FieldMetadata(client, options, catalog.entities if FIELDS in selected else entities)
+    parts: list[PlanPart] = [metadata]
+    wanted: list[tuple[Any, str, Any, dict[str, Any], str | None]] = []  # pages, name, disposition, columns, key
+    for spec in entities:
+        reader = EntityReader(spec, options, metadata)
+        parts.append(reader)
+        wanted.append((reader.pages, spec.resource, _MERGE, DELETED_AT_COLUMN, spec.id_field))
     if PAYMENTS in selected:
-        out.append(_payments_resource(session, payment_coverage))
-    out.extend(_reference_resource(session, name) for name in REFERENCE_LISTS if name in selected)
-    if "fields" in selected:
-        out.append(_fields_resource(session))
-    return out
+        payments = PaymentReader(client, options, catalog.payment_owners, run.coverage)
+        parts.append(payments)
+        wanted.append((payments.pages, PAYMENTS, _MERGE, {**PAYMENT_PLAN.columns(), **DELETED_AT_COLUMN}, "id"))
+    for name, spec in reference_lists(catalog).items():
+        if name in selected:
+            listed = ReferenceReader(client, spec)
+            parts.append(listed)
+            wanted.append((listed.pages, name, "replace", listed.plan.columns(), None))
+    if FIELDS in selected:
+        wanted.append((lambda plan: fields_rows(plan, metadata), FIELDS, "replace", FIELDS_TABLE_COLUMNS, None))
+    plan = RunPlan(client, options, parts)
+    return [_resource(plan, *item) for item in wanted]
 
 
-def _entity_resource(session: SyncSession, spec: EntitySpec) -> DltResource:
-    def pages() -> Any:
-        yield from session.entity_pages(spec)
+def _resource(
+    plan: RunPlan, pages: Any, name: str, disposition: Any, columns: dict[str, Any], primary_key: str | None
+) -> DltResource:
+    def read() -> Any:
+        yield from pages(plan)
 
-    return dlt.resource(
-        pages, name=spec.resource, write_disposition=_MERGE, primary_key=spec.id_field, columns=DELETED_AT_COLUMN
-    )
-
-
-def _payments_resource(session: SyncSession, coverage: PaymentCoverage | None) -> DltResource:
-    reader = PaymentReader(session, coverage)
-
-    def pages() -> Any:
-        yield from reader.pages()
-
-    return dlt.resource(
-        pages,
-        name=PAYMENTS,
-        write_disposition=_MERGE,
-        primary_key="id",
-        columns={**PAYMENT_PLAN.columns(), **DELETED_AT_COLUMN},
-    )
-
-
-def _reference_resource(session: SyncSession, name: str) -> DltResource:
-    reader = ReferenceReader(session, REFERENCE_LISTS[name])
-
-    def pages() -> Any:
-        yield from reader.pages()
-
-    return dlt.resource(pages, name=name, write_disposition="replace", columns=reader.plan.columns())
-
-
-def _fields_resource(session: SyncSession) -> DltResource:
-    def rows() -> Any:
-        yield from fields_rows(session)
-
-    return dlt.resource(rows, name="fields", write_disposition="replace", columns=FIELDS_TABLE_COLUMNS)
+    hints: dict[str, Any] = {"primary_key": primary_key} if primary_key else {}
+    return dlt.resource(read, name=name, write_disposition=disposition, columns=columns, **hints)

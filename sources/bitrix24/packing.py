@@ -12,21 +12,29 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .client import Bitrix24Client
-from .paging import ChainResult, ListQuery, Page, _ascending_after, chain_commands, keyset_pages, read_chain
-from .settings import BATCH_SIZE, DEFAULT_START_ID, PAGE_SIZE
+from .api import Bitrix24Client
+from .paging import (
+    BATCH_SIZE,
+    DEFAULT_START_ID,
+    PAGE_SIZE,
+    ChainResult,
+    ListQuery,
+    Page,
+    ascending_after,
+    chain_commands,
+    keyset_pages,
+    read_chain,
+)
 
 
-def continue_chains(
-    client: Bitrix24Client, heads: Mapping[str, tuple[ListQuery, Page]]
-) -> dict[str, ChainResult]:
+def continue_chains(client: Bitrix24Client, heads: Mapping[str, tuple[ListQuery, Page]]) -> dict[str, ChainResult]:
     """Read the next pages of every chain whose head (the discovery page, read from the start) was full and in
     order, sharing one batch between them. Fewer than two such chains: nothing (a lone chain gets a whole batch
     of its own anyway)."""
     chains = {
         key: (query, head)
         for key, (query, head) in heads.items()
-        if len(head) == PAGE_SIZE and _ascending_after(query, head, DEFAULT_START_ID)
+        if len(head) == PAGE_SIZE and ascending_after(query, head, DEFAULT_START_ID)
     }
     if len(chains) < 2:
         return {}
@@ -40,8 +48,7 @@ def continue_chains(
         keys[key] = list(part)
     response = client.batch(commands)
     return {
-        key: read_chain(query, keys[key], response, head[-1][query.id_field])
-        for key, (query, head) in chains.items()
+        key: read_chain(query, keys[key], response, head[-1][query.id_field]) for key, (query, head) in chains.items()
     }
 
 

@@ -19,12 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import BatchResponse, Bitrix24Client, Bitrix24Error, TransientError
-from .settings import BATCH_SIZE, DEFAULT_START_ID, PAGE_SIZE
+from .api import BatchResponse, Bitrix24Client, Bitrix24Error, TransientError
 
 log = logging.getLogger("bitrix24_sync.paging")
 
+PAGE_SIZE = 50  # rows per list page: fixed by the portal
+BATCH_SIZE = 50  # commands per batch request: fixed by the portal
+DEFAULT_START_ID = 0
 Page = list[dict[str, Any]]
+Commands = dict[str, tuple[str, dict[str, Any]]]
 MAX_STALLED_RETRIES = 4  # consecutive failed batches without a new row before the error is raised
 
 
@@ -84,7 +87,7 @@ def read_chain(query: ListQuery, keys: Sequence[str], response: BatchResponse, a
     last_id = after
     for key in keys:
         rows = query.rows(response.result[key]) if key in response.result else None
-        if key in response.errors or rows is None or not _ascending_after(query, rows, last_id):
+        if key in response.errors or rows is None or not ascending_after(query, rows, last_id):
             return ChainResult(pages, False, last_id, key)
         if rows:
             pages.append(rows)
@@ -94,7 +97,7 @@ def read_chain(query: ListQuery, keys: Sequence[str], response: BatchResponse, a
     return ChainResult(pages, False, last_id, None)
 
 
-def _ascending_after(query: ListQuery, rows: Page, after: Any) -> bool:
+def ascending_after(query: ListQuery, rows: Page, after: Any) -> bool:
     """A page that matters starts after the previous page and is ordered by id (guards a misresolved
     chain)."""
     try:
@@ -117,7 +120,7 @@ def keyset_pages(
     """Yield every page of `query` after id `after`, 2,500 rows per request. `first_page` is a page already
     fetched (by the discovery batch) starting after `after`."""
     if first_page is not None:
-        if not _ascending_after(query, first_page, after):
+        if not ascending_after(query, first_page, after):
             raise TransientError(f"{query.method} returned a page out of id order", method=query.method)
         if first_page:
             yield first_page

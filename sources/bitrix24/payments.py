@@ -1,6 +1,6 @@
 """Payments: per-owner documents without a modification time, read three ways.
 
-* Payments of owners (deals, smart invoices: the ENTITIES that own payments) changed since the payments' own
+* Payments of owners (deals, smart invoices: the catalog's entities that own payments) changed since the payments' own
   owner cursor: an ID-only keyset scan of the owners' window (2,500 ids per request; its first page rides in
   the discovery batch), then, per 2,500 owners, their orders (`crm.orderentity.list`) and the orders' payments
   (`sale.payment.list`) when the webhook has the `sale` scope (about 2 requests), or else one batch of 50
@@ -20,15 +20,18 @@ other chains: `packing.py`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import TransientError
+from .api import Bitrix24Client, TransientError
+from .catalog import EntitySpec
+from .entities import id_query
 from .fields import CoercionReport, FieldPlan
-from .paging import CallResult, ListQuery, Page, batch_calls, keyset_pages
-from .session import Commands, SyncSession, resource_state
-from .settings import BATCH_SIZE, ENTITIES, PAYMENTS, EntitySpec
+from .paging import BATCH_SIZE, CallResult, Commands, ListQuery, Page, batch_calls, keyset_pages
+from .plan import PlanPart, RunPlan, SyncOptions
+from .state import SourceState
 from .window import is_due, utc_now
 
 SALE_KEY = "sale"
@@ -59,7 +62,6 @@ _META = {
 }
 PAYMENT_PLAN = FieldPlan(_META)
 ORDERS_ROUTE_MIN_OWNERS = 2 * BATCH_SIZE  # up to here, crm.item.payment.list per owner is as cheap (2 requests)
-OWNERS: tuple[EntitySpec, ...] = tuple(e for e in ENTITIES if e.owns_payments)
 
 
 @dataclass
@@ -81,88 +83,99 @@ def _owners_key(owner: EntitySpec) -> str:
     return f"owners_{owner.resource}"
 
 
-class PaymentReader:
-    def __init__(self, session: SyncSession, coverage: PaymentCoverage | None = None):
-        self.session = session
+class PaymentReader(PlanPart):
+    def __init__(
+        self,
+        client: Bitrix24Client,
+        options: SyncOptions,
+        owners: tuple[EntitySpec, ...],
+        coverage: PaymentCoverage | None = None,
+    ):
+        self.client = client
+        self.options = options
+        self.owners = owners
         self.coverage = coverage if coverage is not None else PaymentCoverage()
+        self.invalid: Counter[str] = Counter()
         self.sweep = False
         self.sweep_started_at = ""
-        session.add_discovery(PAYMENTS, self._discovery)
-        for owner in OWNERS:
-            session.add_chain(_owners_key(owner), lambda owner=owner: self._owner_scan(owner))
+        self._plan: RunPlan | None = None
 
     # ------------------------------------------------------------------ plan
 
-    def _discovery(self) -> Commands:
-        state = resource_state(PAYMENTS)
+    def first_calls(self) -> Commands:
         now = utc_now()
-        backfill = self.session.options.backfill
-        self.sweep = backfill is None and is_due(state.get("last_sweep"), self.session.options.payment_sweep_hours, now)
+        backfill = self.options.backfill
+        self.sweep = backfill is None and is_due(
+            SourceState.current().last_payment_sweep(), self.options.payment_sweep_hours, now
+        )
         self.sweep_started_at = now.isoformat()
         commands: Commands = {
-            _owners_key(owner): (owner.list_method, self._owner_query(owner).page_params(0)) for owner in OWNERS
+            _owners_key(owner): (owner.list_method, self._owner_query(owner).page_params(0)) for owner in self.owners
         }
         commands[SALE_KEY] = (SALE_METHOD, self._sale_query().page_params(self._sale_after()))
         return commands
 
+    def discovered(self, plan: RunPlan) -> None:
+        self._plan = plan
+
+    def chains(self) -> dict[str, ListQuery]:
+        """The owner id scans `pages` will read (none in a sweep through the sale scope)."""
+        if self._sale_available() and self.sweep:
+            return {}
+        return {_owners_key(owner): self._owner_query(owner) for owner in self.owners}
+
     def _sale_after(self) -> int:
-        return 0 if self.sweep else int(resource_state(PAYMENTS).get("last_payment_id", 0))
+        return 0 if self.sweep else SourceState.current().last_payment_id()
 
     def _sale_query(self) -> ListQuery:
         return ListQuery(SALE_METHOD, {"select": [*PAYMENT_KEYS, "orderId"]}, "id", ("payments",))
 
     def _owner_query(self, owner: EntitySpec) -> ListQuery:
         if self.sweep:
-            start = self.session.options.start_date
+            start = self.options.start_date
             window = {f">={owner.cursor_field}": start} if start else {}
         else:
-            window = self.session.window(owner, resource_state(PAYMENTS).get("owner_cursors", {}).get(owner.resource))
-        params = {**owner.base_params(), "select": [owner.id_field], "filter": window}
-        return ListQuery(owner.list_method, params, owner.id_field, owner.items_path)
-
-    def _owner_scan(self, owner: EntitySpec) -> ListQuery | None:
-        """The owner id scan `pages` will read (none in a sweep through the sale scope)."""
-        return None if self._sale_available() and self.sweep else self._owner_query(owner)
+            window = self.options.window(owner.cursor_field, SourceState.current().payment_owner_cursor(owner.resource))
+        return id_query(owner, window)
 
     def _sale_available(self) -> bool:
         """The sale route works when the probe succeeded or failed transiently (the chain fetches it again);
         `insufficient_scope` or no admin rights mean: crm.item.payment.list per owner."""
-        error = self.session.failure(SALE_KEY, SALE_METHOD)
+        assert self._plan is not None, "discover() first"
+        error = self._plan.failure(SALE_KEY, SALE_METHOD)
         return error is None or isinstance(error, TransientError)
 
     # ------------------------------------------------------------------ pages
 
-    def pages(self) -> Iterator[list[dict[str, Any]]]:
-        session = self.session
-        session.discover()
-        state = resource_state(PAYMENTS)
+    def pages(self, plan: RunPlan) -> Iterator[list[dict[str, Any]]]:
+        plan.discover()
         use_sale = self._sale_available()
-        backfill = session.options.backfill is not None
+        backfill = self.options.backfill is not None
         last_id = self._sale_after()
         if use_sale and not backfill:
-            for rows in self._sale_payments(last_id):
+            for rows in self._sale_payments(plan, last_id):
                 last_id = max(last_id, max(int(r["id"]) for r in rows))
                 if self.sweep:
                     self.coverage.seen.update(int(r["id"]) for r in rows)
                 yield rows
             self.coverage.everything = self.sweep
         if not (use_sale and self.sweep):
-            for owner in OWNERS:
-                yield from self._owner_payments(owner, use_sale)
+            for owner in self.owners:
+                yield from self._owner_payments(plan, owner, use_sale)
         if backfill:
             return
-        state["owner_cursors"] = {owner.resource: session.next_cursor() for owner in OWNERS}
-        if use_sale:
-            state["last_payment_id"] = max(last_id, int(state.get("last_payment_id", 0)))
-        if self.sweep:
-            state["last_sweep"] = self.sweep_started_at
+        SourceState.current().store_payment_progress(
+            {owner.resource: plan.next_cursor() for owner in self.owners},
+            last_id if use_sale else None,
+            self.sweep_started_at if self.sweep else None,
+        )
 
-    def _sale_payments(self, after: int) -> Iterator[list[dict[str, Any]]]:
+    def _sale_payments(self, plan: RunPlan, after: int) -> Iterator[list[dict[str, Any]]]:
         """Keyset over all payments after `after`, mapped to owners one batch per 50 pages."""
         query = self._sale_query()
         group: list[Page] = []
-        head = self.session.head(SALE_KEY, query)
-        for page in keyset_pages(self.session.client, query, first_page=head, after=after, prefix="s"):
+        head = plan.head(SALE_KEY, query)
+        for page in keyset_pages(self.client, query, first_page=head, after=after, prefix="s"):
             group.append(page)
             if len(group) == BATCH_SIZE:
                 yield from self._with_owners(group)
@@ -185,7 +198,7 @@ class PaymentReader:
         order bound to several owners)."""
         results: list[CallResult] = []
         while commands:
-            done = batch_calls(self.session.client, commands)
+            done = batch_calls(self.client, commands)
             results.extend(done.values())
             commands = {
                 key: (commands[key][0], {**commands[key][1], "start": call.next})
@@ -196,7 +209,7 @@ class PaymentReader:
 
     def _order_owners(self, results: list[CallResult]) -> dict[int, tuple[int | None, int | None]]:
         """orderId -> (ownerTypeId, ownerId), preferring an owner type that owns payments."""
-        owner_types = {o.entity_type_id for o in OWNERS}
+        owner_types = {o.entity_type_id for o in self.owners}
         owners: dict[int, tuple[int | None, int | None]] = {}
         for call in results:
             for row in _rows(call.result, "orderEntity"):
@@ -205,12 +218,12 @@ class PaymentReader:
                     owners[order_id] = owner
         return owners
 
-    def _owner_payments(self, owner: EntitySpec, via_sale: bool) -> Iterator[list[dict[str, Any]]]:
+    def _owner_payments(self, plan: RunPlan, owner: EntitySpec, via_sale: bool) -> Iterator[list[dict[str, Any]]]:
         """Payments of the owners in the owner window: per 2,500 owners, through their orders with the sale
         scope (crm.orderentity.list, then sale.payment.list: about 2 requests); else one batch of
         `crm.item.payment.list` per 50 owners."""
         query = self._owner_query(owner)
-        id_pages = self.session.chain_pages(_owners_key(owner), query, "o")
+        id_pages = plan.chain_pages(_owners_key(owner), query, "o")
         if not via_sale:
             yield from self._listed_per_owner(owner, id_pages)
             return
@@ -276,7 +289,7 @@ class PaymentReader:
                 )
                 for i, owner_id in enumerate(ids)
             }
-            results = batch_calls(self.session.client, commands)
+            results = batch_calls(self.client, commands)
             rows = [
                 _payment_row(p, (owner.entity_type_id, owner_id))
                 for i, owner_id in enumerate(ids)
@@ -289,7 +302,7 @@ class PaymentReader:
     def _typed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         report = CoercionReport()
         typed = PAYMENT_PLAN.coerce(rows, report)
-        self.session.invalid[PAYMENTS].update(report.invalid)
+        self.invalid.update(report.invalid)
         return typed
 
 

@@ -8,14 +8,18 @@ its table.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .api import Bitrix24Client
+from .catalog import Catalog
 from .fields import CoercionReport, FieldPlan, field_rows
-from .paging import CallResult, batch_calls
-from .session import SyncSession, resource_state
-from .settings import ENTITIES, PAGE_SIZE
+from .metadata import FieldMetadata
+from .paging import PAGE_SIZE, CallResult, Commands, batch_calls
+from .plan import PlanPart, RunPlan
+from .state import SourceState
 from .window import is_due, utc_now
 
 
@@ -30,97 +34,102 @@ class ReferenceList:
     meta: Mapping[str, Mapping[str, Any]] | None = None
 
 
-REFERENCE_LISTS: dict[str, ReferenceList] = {
-    "stages": ReferenceList(
-        "stages",
-        (("stages", "crm.status.list", {"order": {"ENTITY_ID": "ASC", "SORT": "ASC"}}),),
-        meta={
-            "ID": {"type": "integer"},
-            "SORT": {"type": "integer"},
-            "CATEGORY_ID": {"type": "integer"},
-            "SYSTEM": {"type": "char"},
-            "EXTRA": {"type": "file"},
-        },
-    ),
-    "pipelines": ReferenceList(
-        "pipelines",
-        tuple(
-            (f"pipelines_{e.entity_type_id}", "crm.category.list", {"entityTypeId": e.entity_type_id})
-            for e in ENTITIES
-            if e.has_pipelines
+def reference_lists(catalog: Catalog) -> dict[str, ReferenceList]:
+    """The reference lists of a run: the pipelines of every catalog entity that has them."""
+    return {
+        "stages": ReferenceList(
+            "stages",
+            (("stages", "crm.status.list", {"order": {"ENTITY_ID": "ASC", "SORT": "ASC"}}),),
+            meta={
+                "ID": {"type": "integer"},
+                "SORT": {"type": "integer"},
+                "CATEGORY_ID": {"type": "integer"},
+                "SYSTEM": {"type": "char"},
+                "EXTRA": {"type": "file"},
+            },
         ),
-        items_path=("categories",),
-        meta={
-            "id": {"type": "integer"},
-            "sort": {"type": "integer"},
-            "entityTypeId": {"type": "integer"},
-            "isDefault": {"type": "char"},
-        },
-    ),
-    "users": ReferenceList(
-        "users",
-        (("users", "user.get", {"sort": "ID", "order": "ASC"}),),
-        meta={
-            "ID": {"type": "integer"},
-            "ACTIVE": {"type": "boolean"},
-            "DATE_REGISTER": {"type": "datetime"},
-            "LAST_LOGIN": {"type": "datetime"},
-            "TIMESTAMP_X": {"type": "datetime"},
-            "PERSONAL_BIRTHDAY": {"type": "date"},
-            "IS_ONLINE": {"type": "char"},
-            "UF_DEPARTMENT": {"type": "integer", "isMultiple": True},
-        },
-    ),
-}
+        "pipelines": ReferenceList(
+            "pipelines",
+            tuple(
+                (f"pipelines_{e.entity_type_id}", "crm.category.list", {"entityTypeId": e.entity_type_id})
+                for e in catalog.with_pipelines
+            ),
+            items_path=("categories",),
+            meta={
+                "id": {"type": "integer"},
+                "sort": {"type": "integer"},
+                "entityTypeId": {"type": "integer"},
+                "isDefault": {"type": "char"},
+            },
+        ),
+        "users": ReferenceList(
+            "users",
+            (("users", "user.get", {"sort": "ID", "order": "ASC"}),),
+            meta={
+                "ID": {"type": "integer"},
+                "ACTIVE": {"type": "boolean"},
+                "DATE_REGISTER": {"type": "datetime"},
+                "LAST_LOGIN": {"type": "datetime"},
+                "TIMESTAMP_X": {"type": "datetime"},
+                "PERSONAL_BIRTHDAY": {"type": "date"},
+                "IS_ONLINE": {"type": "char"},
+                "UF_DEPARTMENT": {"type": "integer", "isMultiple": True},
+            },
+        ),
+    }
 
 
-def reference_due(resource: str, state: Mapping[str, Any], max_age_hours: float) -> bool:
+def reference_due(resource: str, state: SourceState, max_age_hours: float) -> bool:
     """Read by the source function (before extraction) to decide whether to include the resource at all."""
-    resources = state.get("resources", {})
-    return is_due((resources.get(resource) or {}).get("loaded_at"), max_age_hours, utc_now())
+    return is_due(state.loaded_at(resource), max_age_hours, utc_now())
 
 
-class ReferenceReader:
-    def __init__(self, session: SyncSession, spec: ReferenceList):
-        self.session = session
+class ReferenceReader(PlanPart):
+    def __init__(self, client: Bitrix24Client, spec: ReferenceList):
+        self.client = client
         self.spec = spec
         self.plan = FieldPlan(spec.meta or {})
-        session.add_discovery(spec.resource, lambda: {key: (m, p) for key, m, p in spec.calls})
+        self.invalid: Counter[str] = Counter()
 
-    def pages(self) -> Iterator[list[dict[str, Any]]]:
-        self.session.discover()
+    def first_calls(self) -> Commands:
+        return {key: (method, params) for key, method, params in self.spec.calls}
+
+    def pages(self, plan: RunPlan) -> Iterator[list[dict[str, Any]]]:
+        plan.discover()
         for key, method, params in self.spec.calls:
-            for rows in self._offset_pages(key, method, params):
+            for rows in self._offset_pages(plan, key, method, params):
                 report = CoercionReport()
                 # a key that is null everywhere would be an untyped column dlt warns about: leave it out
                 typed = [
                     {k: v for k, v in row.items() if v is not None or self.plan.knows(k)}
                     for row in self.plan.coerce(rows, report)
                 ]
-                self.session.invalid[self.spec.resource].update(report.invalid)
+                self.invalid.update(report.invalid)
                 if typed:
                     yield typed
-        resource_state(self.spec.resource)["loaded_at"] = utc_now().isoformat()
+        SourceState.current().mark_loaded(self.spec.resource, utc_now().isoformat())
 
     def _rows(self, result: Any) -> list[dict[str, Any]]:
         for part in self.spec.items_path:
             result = result.get(part) if isinstance(result, Mapping) else None
         return result if isinstance(result, list) else []
 
-    def _offset_pages(self, key: str, method: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    def _offset_pages(
+        self, plan: RunPlan, key: str, method: str, params: dict[str, Any]
+    ) -> Iterator[list[dict[str, Any]]]:
         """The first page from discovery (or fetched again), then all remaining offsets in batches."""
-        found = self.session.found
+        found = plan.found
         if key in found.result and key not in found.errors:
             first = CallResult(found.result[key], found.total.get(key), found.next.get(key))
         else:
-            first = batch_calls(self.session.client, {key: (method, params)})[key]
+            first = batch_calls(self.client, {key: (method, params)})[key]
         yield self._rows(first.result)
         next_start = first.next
         while next_start:
             stop = first.total if first.total else next_start + PAGE_SIZE
             offsets = range(next_start, max(stop, next_start + 1), PAGE_SIZE)
             results = batch_calls(
-                self.session.client,
+                self.client,
                 {f"o{i}": (method, {**params, "start": o}) for i, o in enumerate(offsets)},
             )
             for i in range(len(offsets)):
@@ -129,12 +138,11 @@ class ReferenceReader:
             next_start = last.next if not first.total else None
 
 
-def fields_rows(session: SyncSession) -> Iterator[Any]:
+def fields_rows(plan: RunPlan, metadata: FieldMetadata) -> Iterator[Any]:
     """The `fields` table from the metadata of every entity; it costs no request (the metadata is cached in
-    state or rides in the discovery batch), so it is rewritten on every run, after the entity resources have
-    finished: a user field that appeared mid-run (and refreshed the metadata) is in it."""
-    session.discover()
-    while not session.entities_finished():
-        yield None  # dlt moves on to the other resources
-    for spec in ENTITIES:
-        yield field_rows(spec.resource, session.metadata(spec))
+    state or rides in the discovery batch), so it is rewritten on every run. The discovery step has already
+    refreshed the metadata of an entity whose first page showed an unknown user field; a field created on the
+    portal while this run pages arrives in the entity's table now and in `fields` on the next run."""
+    plan.discover()
+    for spec in metadata.entities:
+        yield field_rows(spec.resource, metadata.metadata(spec))

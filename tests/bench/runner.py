@@ -21,7 +21,8 @@ UNLIMITED_BURST = 10**9
 
 
 def run_sync(args: argparse.Namespace) -> dict[str, Any]:
-    from pipelines.bitrix24_pipeline import make_client, make_pipeline, sync
+    from pipelines.runner import make_pipeline, sync
+    from sources.bitrix24 import connect
 
     pipeline = make_pipeline(
         args.destination,
@@ -30,7 +31,7 @@ def run_sync(args: argparse.Namespace) -> dict[str, Any]:
         pipelines_dir=args.pipelines_dir,
         dataset_name=args.dataset,
     )
-    client = make_client(args.webhook, rate=UNLIMITED_RATE, burst=UNLIMITED_BURST)
+    client = connect(args.webhook, rate=UNLIMITED_RATE, burst=UNLIMITED_BURST)
     report = sync(
         pipeline,
         client=client,

@@ -33,7 +33,7 @@ from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
 from dlt.pipeline.pipeline import Pipeline
 
 from pipelines.cli import main
-from sources.bitrix24.client import Bitrix24Client
+from sources.bitrix24.api import Bitrix24Client
 
 PHASES = ("extract", "normalize", "load")
 REPO = Path(__file__).resolve().parents[2]

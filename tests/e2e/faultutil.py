@@ -9,7 +9,7 @@ from typing import Any
 import dlt
 
 from bitrix24_emulator import Portal
-from sources.bitrix24.client import Bitrix24Client, WebhookAuth
+from sources.bitrix24.api import Bitrix24Client, WebhookAuth
 
 # Retries as many as in production but ~50x faster, so that fault tests take seconds (the counts are what is
 # asserted, not the waits).

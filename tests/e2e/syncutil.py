@@ -19,8 +19,10 @@ from typing import Any
 import dlt
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import SyncReport, make_pipeline, sync
-from sources.bitrix24.settings import ENTITIES, EntitySpec
+from pipelines.runner import SyncReport, make_pipeline, sync
+from sources.bitrix24 import Catalog, EntitySpec
+
+CATALOG = Catalog.for_portal()
 
 SMALL_PORTAL = {"deals": 130, "leads": 70, "contacts": 60, "companies": 20, "users": 8, "limits": False}
 
@@ -55,7 +57,7 @@ def new_pipeline(tmp_path: Path, destination: str, postgres_url: str | None = No
 
 
 def run(pipeline: dlt.Pipeline, portal: Portal, **kwargs: Any) -> SyncReport:
-    return sync(pipeline, webhook_url=portal.webhook_url, **kwargs)
+    return sync(pipeline, credentials=portal.webhook_url, **kwargs)
 
 
 def kind(meta: dict[str, Any]) -> str:
@@ -185,7 +187,7 @@ def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec
 def portal_payments(portal: Portal, owner_types: tuple[int, ...] = (2, 31)) -> dict[int, tuple]:
     """Every payment of every owner (deals, smart invoices), read per owner."""
     out = {}
-    for spec in ENTITIES:
+    for spec in CATALOG.entities:
         if not spec.owns_payments or spec.entity_type_id not in owner_types:
             continue
         for owner in portal_list(portal, spec, [spec.id_field]):
@@ -227,7 +229,7 @@ def assert_reference_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
     assert users == {(int(u["ID"]), u["NAME"], u["LAST_NAME"]) for u in portal.call("user.get")}
     categories = [
         (c["entityTypeId"], c["id"], c["name"])
-        for s in ENTITIES
+        for s in CATALOG.entities
         if s.has_pipelines
         for c in portal.call("crm.category.list", {"entityTypeId": s.entity_type_id})["categories"]
     ]
@@ -235,12 +237,14 @@ def assert_reference_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
     assert {(r["entity_type_id"], r["id"], r["name"]) for r in stored} == set(categories)
     fields = {(r["entity"], r["code"]) for r in query(pipeline, "SELECT * FROM {}", "fields")}
     assert fields == {
-        (s.resource, code) for s in ENTITIES for code in s.fields_of(portal.call(s.fields_method, s.base_params()))
+        (s.resource, code)
+        for s in CATALOG.entities
+        for code in s.fields_of(portal.call(s.fields_method, s.base_params()))
     }
 
 
 def assert_warehouse_equals_portal(pipeline: dlt.Pipeline, portal: Portal) -> None:
-    for spec in ENTITIES:
+    for spec in CATALOG.entities:
         assert_entity_equal(pipeline, portal, spec)
     assert_payments_equal(pipeline, portal)
     assert_reference_equal(pipeline, portal)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import lock_path
 from pipelines.cli import main
 from pipelines.exit_codes import (
     EXIT_AUTH,
@@ -23,6 +22,7 @@ from pipelines.exit_codes import (
     EXIT_USAGE,
 )
 from pipelines.run_log import run_log_path
+from pipelines.runner import lock_path
 from tests.e2e.syncutil import SMALL_PORTAL
 from tests.e2e.test_client_network import closed_port
 
@@ -230,7 +230,7 @@ def test_an_unexpected_error_is_exit_1_with_a_debug_hint(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"something quoting {webhook}")
 
-    monkeypatch.setattr("pipelines.commands.status_report", broken)
+    monkeypatch.setattr("pipelines.cli.status.status_report", broken)
     assert main(["status", *where(tmp_path)]) == EXIT_UNEXPECTED
     line = one_line_error(capsys.readouterr().err)
     assert "unexpected RuntimeError" in line and "--debug" in line and webhook not in line

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import make_client, sync
 from pipelines.cli import main
 from pipelines.exit_codes import EXIT_AUTH, EXIT_USAGE
 from pipelines.run_meter import ResourceMeter, RunMeter
-from sources.bitrix24.oauth import OAuthAuth
-from sources.bitrix24.token_store import TokenStore
+from pipelines.runner import sync
+from sources.bitrix24 import connect
+from sources.bitrix24.api.oauth import OAuthAuth
+from sources.bitrix24.api.token_store import TokenStore
 from tests.e2e.syncutil import assert_warehouse_equals_portal, new_pipeline
 
 LIFETIME = 600
@@ -79,7 +80,7 @@ def test_a_full_sync_across_an_access_token_expiry_stores_the_rotated_pair(
 ) -> None:
     first = portal.auth.issue(portal.oauth["client_id"], 1)
     monkeypatch.setenv("SOURCES__BITRIX24__OAUTH__REFRESH_TOKEN", first.refresh_token)
-    client = make_client()
+    client = connect()
     assert isinstance(client.auth, OAuthAuth)
 
     def expire_once(run: RunMeter, meter: ResourceMeter) -> None:

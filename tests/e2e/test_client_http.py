@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from bitrix24_emulator import Portal
-from sources.bitrix24.client import (
+from sources.bitrix24.api import (
     AuthError,
     Bitrix24Client,
     Bitrix24Error,

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from dlt.common.utils import get_exception_trace_chain
 
-from sources.bitrix24.client import AuthError, Bitrix24Client, TransientError, WebhookAuth
+from sources.bitrix24.api import AuthError, Bitrix24Client, TransientError, WebhookAuth
 
 
 def make_client(url: str, **kwargs: float) -> Bitrix24Client:

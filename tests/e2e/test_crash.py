@@ -21,12 +21,14 @@ import psycopg2
 import pytest
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import finish_pending, make_pipeline, sync
 from pipelines.crash_repair import MARKER
-from sources.bitrix24.settings import ENTITY_BY_RESOURCE
+from pipelines.runner import finish_pending, make_pipeline, sync
+from sources.bitrix24 import Catalog
 from tests.e2e.crashrunner import ALWAYS_REFRESH, REPO, cli_args, cli_env, crashing_run
 from tests.e2e.faultutil import assert_no_duplicate_rows, change_portal, fast_client
 from tests.e2e.syncutil import SMALL_PORTAL, assert_entity_equal, assert_warehouse_equals_portal, new_pipeline
+
+CATALOG = Catalog.for_portal()
 
 CRASH_PORTAL = {**SMALL_PORTAL, "leads": 30, "contacts": 30, "companies": 10}
 # Where the suite's kills land (the soak draws from all phases): `load/file` is right before dlt moves a job
@@ -63,7 +65,7 @@ def test_sigkill_during_extract_normalize_and_load_then_a_normal_run_converges(
             if i % 2:  # every other kill is followed by another kill before the normal run
                 pipeline = normal_run(tmp_path, portal)
                 assert_no_duplicate_rows(pipeline)
-                assert_entity_equal(pipeline, portal, ENTITY_BY_RESOURCE["deals"])
+                assert_entity_equal(pipeline, portal, CATALOG.entity("deals"))
         assert killed >= 4
         assert_warehouse_equals_portal(pipeline, portal)
 
@@ -158,5 +160,5 @@ def test_rows_a_resumed_load_inserted_twice_are_removed(tmp_path: Path) -> None:
         (Path(pipeline.working_dir) / MARKER).touch()
         assert finish_pending(pipeline) is False
         assert_no_duplicate_rows(pipeline)
-        assert_entity_equal(pipeline, portal, ENTITY_BY_RESOURCE["deals"])
+        assert_entity_equal(pipeline, portal, CATALOG.entity("deals"))
         assert not (Path(pipeline.working_dir) / MARKER).exists()

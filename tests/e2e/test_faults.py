@@ -18,10 +18,10 @@ import dlt
 import pytest
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import SyncReport, sync
 from pipelines.cli import EXIT_USAGE, main
-from sources.bitrix24.client import Bitrix24Client, ConfigError, TransientError, UnreachableError, WebhookAuth
-from sources.bitrix24.settings import ENTITIES
+from pipelines.runner import SyncReport, sync
+from sources.bitrix24 import Catalog
+from sources.bitrix24.api import Bitrix24Client, ConfigError, TransientError, UnreachableError, WebhookAuth
 from tests.e2e.faultutil import assert_no_duplicate_rows, change_portal, fast_client
 from tests.e2e.syncutil import (
     SMALL_PORTAL,
@@ -32,6 +32,8 @@ from tests.e2e.syncutil import (
     query,
 )
 from tests.e2e.test_client_network import TOKEN, closed_port
+
+CATALOG = Catalog.for_portal()
 
 TIMEOUT = 0.3  # the client's timeout in these tests; a `slow` fault answers after 1 s
 
@@ -55,7 +57,7 @@ SUBSET = ("deals", "leads", "payments", "stages")
 
 def assert_subset_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
     """The tables of `SUBSET` equal the portal's, and no table has a duplicate row."""
-    for spec in ENTITIES[:2]:
+    for spec in CATALOG.entities[:2]:
         assert_entity_equal(pipeline, portal, spec)
     assert_payments_equal(pipeline, portal)
     stages = {(r["entity_id"], r["status_id"], r["name"]) for r in query(pipeline, "SELECT * FROM {}", "stages")}
@@ -275,7 +277,7 @@ def test_records_changed_while_paging_converge_on_the_next_run(tmp_path: Path) -
         sync(pipeline, client=fast_client(portal), resources=SUBSET)
         assert_no_duplicate_rows(pipeline)
         forget_deleted(pipeline, deleted)
-        for spec in ENTITIES[:2]:
+        for spec in CATALOG.entities[:2]:
             assert_entity_equal(pipeline, portal, spec)
 
 

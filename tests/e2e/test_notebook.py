@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import DATASET_NAME
+from pipelines.runner import DATASET_NAME
 from tests.e2e.syncutil import SMALL_PORTAL, new_pipeline, run
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "crm_analyses.ipynb"

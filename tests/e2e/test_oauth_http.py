@@ -17,9 +17,9 @@ import pytest
 import requests
 
 from bitrix24_emulator import Portal
-from sources.bitrix24.client import AuthError, Bitrix24Client, TransientError
-from sources.bitrix24.oauth import OAuthAuth
-from sources.bitrix24.token_store import TokenStore
+from sources.bitrix24.api import AuthError, Bitrix24Client, TransientError
+from sources.bitrix24.api.oauth import OAuthAuth
+from sources.bitrix24.api.token_store import TokenStore
 
 from .test_client_network import assert_no_secret, closed_port
 

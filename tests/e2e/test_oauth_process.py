@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from bitrix24_emulator import Portal
-from sources.bitrix24.client import AuthError
-from sources.bitrix24.oauth import OAuthAuth
-from sources.bitrix24.token_store import TokenPair, TokenStore
+from sources.bitrix24.api import AuthError
+from sources.bitrix24.api.oauth import OAuthAuth
+from sources.bitrix24.api.token_store import TokenPair, TokenStore
 
 from .test_oauth_http import PAGE, make_auth, make_client, refresh_is_spent
 

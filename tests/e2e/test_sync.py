@@ -10,7 +10,7 @@ import dlt
 import pytest
 
 from bitrix24_emulator import Portal
-from sources.bitrix24.settings import ENTITY_BY_RESOURCE
+from sources.bitrix24 import Catalog
 from tests.e2e.syncutil import (
     SMALL_PORTAL,
     assert_entity_equal,
@@ -25,8 +25,10 @@ from tests.e2e.syncutil import (
     state_of,
 )
 
-DEALS = ENTITY_BY_RESOURCE["deals"]
-INVOICES = ENTITY_BY_RESOURCE["invoices"]
+CATALOG = Catalog.for_portal()
+
+DEALS = CATALOG.entity("deals")
+INVOICES = CATALOG.entity("invoices")
 
 
 def test_full_then_incremental_sync_keeps_every_table_equal_to_the_portal(

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from bitrix24_emulator import Portal
-from sources.bitrix24.settings import ENTITIES, ENTITY_BY_RESOURCE
+from sources.bitrix24 import Catalog
 from tests.e2e.syncutil import column_types, new_pipeline, portal_list, query, run
+
+CATALOG = Catalog.for_portal()
 
 BIG_TEXT = "Ж" * 1_500_000 + "x" * 1_000_000  # 4 MB of UTF-8
 SCRIPTS = "Сделка 🚀 مرحبا 你好 ñ e\u0301 👩\u200d👩\u200d👧 \u202edesrever\u202c ✓"
@@ -49,7 +51,7 @@ def test_garbage_values_load_as_null_with_the_raw_text_and_no_row_is_dropped(
     with caplog.at_level(logging.WARNING, logger="bitrix24_sync"):
         run(pipeline, portal, resources="deals,leads,contacts,companies,invoices")
 
-    for spec in ENTITIES:
+    for spec in CATALOG.entities:
         stored = query(pipeline, "SELECT count(*) AS n FROM {}", spec.resource)[0]["n"]
         assert stored == len(list(portal_list(portal, spec, [spec.id_field]))), spec.resource
     deals = by_id(
@@ -117,5 +119,5 @@ def test_a_user_field_whose_type_changes_keeps_its_column_and_every_row(tmp_path
     assert (deals[10]["uf_crm_1699000002"], deals[10]["uf_crm_1699000002__raw"]) == (None, "twelve")
     assert (deals[11]["uf_crm_1699000002"], deals[11]["uf_crm_1699000002__raw"]) == (12, None)
     assert (deals[10]["uf_crm_1699000001"], deals[11]["uf_crm_1699000001"]) == ("AB123", "77")
-    spec = ENTITY_BY_RESOURCE["deals"]
+    spec = CATALOG.entity("deals")
     assert len(deals) == len(list(portal_list(portal, spec, [spec.id_field])))

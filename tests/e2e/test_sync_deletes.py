@@ -10,11 +10,11 @@ import dlt
 import pytest
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import make_pipeline, reconcile, sync
 from pipelines.cli import EXIT_USAGE, main
-from pipelines.destination_hints import DestinationError
-from pipelines.reconcile import DeleteOptions
-from sources.bitrix24.client import Bitrix24Client, ConfigError, TransientError, WebhookAuth
+from pipelines.deletes import DeleteOptions
+from pipelines.destinations import DestinationError
+from pipelines.runner import make_pipeline, reconcile, sync
+from sources.bitrix24.api import Bitrix24Client, ConfigError, TransientError, WebhookAuth
 from tests.e2e.syncutil import SMALL_PORTAL, new_pipeline, query, run
 
 
@@ -57,7 +57,7 @@ def test_reconcile_marks_unmarks_restored_and_removes_with_child_rows(
     portal.call("crm.contact.delete", {"id": 3})
     portal.call("crm.item.payment.delete", {"id": payment["id"]})
 
-    report = reconcile(pipeline, webhook_url=portal.webhook_url)
+    report = reconcile(pipeline, credentials=portal.webhook_url)
     assert report.requests == 6  # five entities and the sale payments: < 2,500 IDs each, one request each
     assert (marked(pipeline, "deals"), marked(pipeline, "leads"), marked(pipeline, "contacts")) == (
         {deal_id},
@@ -72,11 +72,11 @@ def test_reconcile_marks_unmarks_restored_and_removes_with_child_rows(
     restore(portal, "lead", lead_id, modified - 10 * 365 * 86400)  # unchanged: only a reconcile sees it
     run(pipeline, portal)
     assert marked(pipeline, "deals") == set() and marked(pipeline, "leads") == {lead_id}
-    again = reconcile(pipeline, webhook_url=portal.webhook_url)
+    again = reconcile(pipeline, credentials=portal.webhook_url)
     assert again.restored["leads"] == 1 and marked(pipeline, "leads") == set()
 
     portal.call("crm.lead.delete", {"id": lead_id})
-    removed = reconcile(pipeline, webhook_url=portal.webhook_url, resources="leads,contacts,payments", mode="remove")
+    removed = reconcile(pipeline, credentials=portal.webhook_url, resources="leads,contacts,payments", mode="remove")
     assert removed.removed == {"leads": 1, "contacts": 1, "payments": 1}
     assert lead_id not in ids(pipeline, "leads") and 3 not in ids(pipeline, "contacts")
     assert len(query(pipeline, "SELECT _dlt_id FROM {}", "leads__phone")) == all_phones - phones
@@ -89,7 +89,7 @@ def test_payments_deleted_from_an_owner_are_found_by_the_run_and_by_reconcile(
 ) -> None:
     webhook = portal.add_webhook(scopes=scopes)
     pipeline = new_pipeline(tmp_path, "duckdb")
-    sync(pipeline, webhook_url=webhook, resources="deals,payments")
+    sync(pipeline, credentials=webhook, resources="deals,payments")
     owners = query(
         pipeline,
         "SELECT owner_id, min(id) AS first, max(id) AS last, count(*) AS n FROM {} WHERE owner_type_id = 2 "
@@ -99,14 +99,14 @@ def test_payments_deleted_from_an_owner_are_found_by_the_run_and_by_reconcile(
     touched, untouched = owners
     portal.call("crm.item.payment.delete", {"id": touched["first"]})
     portal.call("crm.deal.update", {"id": touched["owner_id"], "fields": {"TITLE": "payment removed"}})
-    report = sync(pipeline, webhook_url=webhook, resources="deals,payments")
+    report = sync(pipeline, credentials=webhook, resources="deals,payments")
     assert report.deletes is not None and report.deletes.marked == {"payments": 1}
     assert marked(pipeline, "payments") == {touched["first"]}
 
     portal.call("crm.item.payment.delete", {"id": untouched["last"]})  # its deal not modified: a run cannot know
-    quiet = sync(pipeline, webhook_url=webhook, resources="deals,payments")
+    quiet = sync(pipeline, credentials=webhook, resources="deals,payments")
     assert quiet.deletes is not None and quiet.deletes.marked == {}
-    found = reconcile(pipeline, webhook_url=webhook, resources="payments")
+    found = reconcile(pipeline, credentials=webhook, resources="payments")
     assert marked(pipeline, "payments") == {touched["first"], untouched["last"]}
     if "sale" in scopes:
         assert found.requests == 1  # one sale.payment.list ID scan
@@ -124,12 +124,12 @@ def test_no_false_positives_at_page_and_batch_boundaries(tmp_path: Path) -> None
         pipeline = new_pipeline(tmp_path, "duckdb")
         run(pipeline, portal, resources="deals")
         assert len(ids(pipeline, "deals")) == 2550
-        report = reconcile(pipeline, webhook_url=portal.webhook_url, resources="deals")
+        report = reconcile(pipeline, credentials=portal.webhook_url, resources="deals")
         assert report.marked == {"deals": 0} and report.checked == {"deals": 2550} and report.requests == 2
         gone = {1, 50, 51, 2500, 2501, 2550}
         for deal_id in gone:
             portal.call("crm.deal.delete", {"id": deal_id})
-        report = reconcile(pipeline, webhook_url=portal.webhook_url, resources="deals")
+        report = reconcile(pipeline, credentials=portal.webhook_url, resources="deals")
         assert marked(pipeline, "deals") == gone and report.requests == 2
 
 
@@ -146,7 +146,7 @@ def test_a_reconcile_that_fails_half_way_changes_nothing(tmp_path: Path, portal:
         reconcile(pipeline, client=client, resources="deals,leads")
     assert marked(pipeline, "deals") == set() and marked(pipeline, "leads") == set()
     portal.clear_faults()
-    reconcile(pipeline, webhook_url=portal.webhook_url, resources="deals,leads")
+    reconcile(pipeline, credentials=portal.webhook_url, resources="deals,leads")
     assert marked(pipeline, "deals") == {9} and marked(pipeline, "leads") == {9}
 
 
@@ -161,11 +161,11 @@ def test_a_write_that_fails_rolls_back_every_table(tmp_path: Path, portal: Porta
     portal.call("crm.deal.delete", {"id": 9})
     portal.call("crm.lead.delete", {"id": 9})
     with pytest.raises(DestinationError, match="the warehouse is unchanged: .*Can only delete from base table"):
-        reconcile(pipeline, webhook_url=portal.webhook_url, resources="deals,leads", mode="remove")
+        reconcile(pipeline, credentials=portal.webhook_url, resources="deals,leads", mode="remove")
     assert 9 in ids(pipeline, "deals") and 9 in ids(pipeline, "leads")
     with pipeline.sql_client() as client:
         client.execute_sql(f"DROP VIEW {view}")
-    reconcile(pipeline, webhook_url=portal.webhook_url, resources="deals,leads", mode="remove")
+    reconcile(pipeline, credentials=portal.webhook_url, resources="deals,leads", mode="remove")
     assert 9 not in ids(pipeline, "deals") and 9 not in ids(pipeline, "leads")
 
 
@@ -227,9 +227,9 @@ def test_several_portals_in_one_dataset_reconcile_only_their_own_rows(
         ]
         portal.call("crm.deal.delete", {"id": 5})
         monkeypatch.setenv("BITRIX24_SYNC__PORTAL", "a")
-        report = reconcile(pipeline, webhook_url=portal.webhook_url, resources="deals")
+        report = reconcile(pipeline, credentials=portal.webhook_url, resources="deals")
     rows = query(pipeline, "SELECT portal, id FROM {} WHERE _deleted_at IS NOT NULL", "deals")
     assert rows == [{"portal": "a", "id": 5}] and report.checked == {"deals": 129}
     monkeypatch.delenv("BITRIX24_SYNC__PORTAL")
     with pytest.raises(ConfigError, match="holds several portals"):
-        reconcile(pipeline, webhook_url=portal.webhook_url, resources="deals")
+        reconcile(pipeline, credentials=portal.webhook_url, resources="deals")

@@ -14,10 +14,9 @@ import dlt
 import pytest
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import AlreadyRunningError, sync
-from sources.bitrix24 import bitrix24
-from sources.bitrix24.client import BatchResponse, Bitrix24Client, TransientError, WebhookAuth
-from sources.bitrix24.settings import ENTITY_BY_RESOURCE
+from pipelines.runner import AlreadyRunningError, sync
+from sources.bitrix24 import Catalog, bitrix24
+from sources.bitrix24.api import BatchResponse, Bitrix24Client, TransientError, WebhookAuth
 from tests.e2e.syncutil import (
     SMALL_PORTAL,
     assert_entity_equal,
@@ -28,7 +27,9 @@ from tests.e2e.syncutil import (
     run,
 )
 
-DEALS = ENTITY_BY_RESOURCE["deals"]
+CATALOG = Catalog.for_portal()
+
+DEALS = CATALOG.entity("deals")
 
 
 class HookedClient(Bitrix24Client):

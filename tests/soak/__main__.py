@@ -24,9 +24,9 @@ from pathlib import Path
 import dlt
 
 from bitrix24_emulator import Portal
-from pipelines.bitrix24_pipeline import make_pipeline, sync
 from pipelines.exit_codes import EXIT_PORTAL
-from sources.bitrix24.client import TransientError
+from pipelines.runner import make_pipeline, sync
+from sources.bitrix24.api import TransientError
 from tests.e2e.crashrunner import PHASES, crashing_run
 from tests.e2e.faultutil import assert_no_duplicate_rows, change_portal, fast_client
 from tests.e2e.syncutil import SMALL_PORTAL, assert_warehouse_equals_portal, new_pipeline

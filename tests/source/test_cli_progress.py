@@ -11,10 +11,8 @@ from types import SimpleNamespace
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.auth_config import make_auth
-from pipelines.bitrix24_pipeline import AlreadyRunningError, DestinationError
-from pipelines.check import EntityCount, Inventory, seconds_at
-from pipelines.commands import authorization_code
+from pipelines.cli.authorize import authorization_code
+from pipelines.cli.check import EntityCount, Inventory, seconds_at
 from pipelines.exit_codes import (
     EXIT_AUTH,
     EXIT_BUSY,
@@ -26,8 +24,10 @@ from pipelines.exit_codes import (
 )
 from pipelines.progress import ProgressDisplay, eta_seconds, summary_table
 from pipelines.run_meter import ResourceMeter, RunMeter
-from sources.bitrix24.client import AuthError, ConfigError, ScopeError, TransientError, WebhookAuth
-from sources.bitrix24.oauth import OAuthAuth
+from pipelines.runner import AlreadyRunningError, DestinationError
+from sources.bitrix24.api import AuthError, ConfigError, ScopeError, TransientError, WebhookAuth
+from sources.bitrix24.api.credentials import resolve_credentials
+from sources.bitrix24.api.oauth import OAuthAuth
 from sources.bitrix24.window import DateInputError
 
 
@@ -115,7 +115,7 @@ def test_full_sync_arithmetic() -> None:
     assert found.payment_requests() == (6, "2 x ceil(5001/2500)")
     assert found.total_requests() == 1 + 401 + 2 + 6
     assert seconds_at(410, rate=2.0, burst=50) == 180.0 and seconds_at(20, rate=2.0, burst=50) == 0
-    no_sale = Inventory([EntityCount("deals", 5000, 0)])
+    no_sale = Inventory([EntityCount("deals", 5000, 0)], owners=("deals", "invoices"))
     assert no_sale.payment_requests()[0] == 2 + 100  # id scan, then a payment list per owner (50 per batch)
 
 
@@ -154,6 +154,10 @@ OAUTH = {
     "CLIENT_ENDPOINT": "https://portal.example/rest/",
     "REFRESH_TOKEN": "r1",
 }
+
+
+def make_auth(webhook_url: str | None = None) -> WebhookAuth | OAuthAuth:
+    return resolve_credentials(webhook_url).auth(allow_http=False)
 
 
 def test_the_configuration_selects_the_credential(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

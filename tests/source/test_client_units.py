@@ -12,8 +12,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from sources.bitrix24.client import (
-    SECRET_FILTER,
+from sources.bitrix24.api import (
     AuthError,
     Bitrix24Client,
     Bitrix24Error,
@@ -23,11 +22,11 @@ from sources.bitrix24.client import (
     ScopeError,
     TransientError,
     WebhookAuth,
-    _interpret,
-    install_secret_filter,
     php_query,
     redact,
 )
+from sources.bitrix24.api.outcomes import interpret
+from sources.bitrix24.api.redaction import SecretFilter
 
 CODE = "k3x9q2m7v1b8n4zt"
 URL = f"https://example.bitrix24.com/rest/1/{CODE}/"
@@ -274,20 +273,20 @@ def test_bucket_rejects_nonsense_settings() -> None:
 def test_interpret_classifies_responses(
     status: int, body: bytes, kind: str, error_class: type[Bitrix24Error], reason: str
 ) -> None:
-    outcome = _interpret(status, body)
+    outcome = interpret(status, body)
     assert (outcome.kind, outcome.error_class, outcome.reason) == (kind, error_class, reason)
 
 
 def test_interpret_keeps_codes_as_sent() -> None:
-    assert _interpret(400, b'{"error":100,"error_description":"x"}').code == 100
-    assert _interpret(400, b'{"error":"","error_description":"Not found"}').code == ""
-    assert _interpret(400, b'{"error":"","error_description":"Not found"}').description == "Not found"
+    assert interpret(400, b'{"error":100,"error_description":"x"}').code == 100
+    assert interpret(400, b'{"error":"","error_description":"Not found"}').code == ""
+    assert interpret(400, b'{"error":"","error_description":"Not found"}').description == "Not found"
 
 
 def test_operating_reset_is_measured_on_the_portal_clock() -> None:
     body = b'{"error":"OPERATION_TIME_LIMIT","time":{"finish":5000.5,"operating_reset_at":5030}}'
-    assert _interpret(429, body).wait_hint == pytest.approx(29.5)
-    assert _interpret(429, b'{"error":"OPERATION_TIME_LIMIT","error_description":""}').wait_hint is None
+    assert interpret(429, body).wait_hint == pytest.approx(29.5)
+    assert interpret(429, b'{"error":"OPERATION_TIME_LIMIT","error_description":""}').wait_hint is None
 
 
 def test_client_backoff_is_exponential_jittered_and_bounded() -> None:
@@ -343,9 +342,10 @@ def test_errors_keep_attributes_through_pickle() -> None:
 
 
 def test_secret_filter_redacts_urllib3_records(caplog: pytest.LogCaptureFixture) -> None:
-    install_secret_filter([CODE])
+    secret_filter = SecretFilter(lambda: [CODE])
+    secret_filter.install()
     logger = logging.getLogger("urllib3.connectionpool")
-    assert SECRET_FILTER in logger.filters
+    assert secret_filter in logger.filters
     with caplog.at_level(logging.DEBUG):
         logger.debug(
             '%s://%s:%s "%s %s %s" %s %s',
@@ -365,3 +365,5 @@ def test_secret_filter_redacts_urllib3_records(caplog: pytest.LogCaptureFixture)
     assert "/rest/1/***/batch" in caplog.text
     assert "failed for /rest/1/***/" in caplog.text
     assert CODE not in caplog.text
+    secret_filter.uninstall()
+    assert secret_filter not in logger.filters

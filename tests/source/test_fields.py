@@ -8,8 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from sources.bitrix24 import Catalog
 from sources.bitrix24.fields import CoercionReport, FieldPlan, field_rows, trim_meta
-from sources.bitrix24.settings import ENTITY_BY_RESOURCE
+
+CATALOG = Catalog.for_portal()
 
 META = {
     "ID": {"type": "integer", "isReadOnly": True, "title": "ID"},
@@ -181,6 +183,6 @@ def test_a_column_keeps_its_type_when_the_portal_changes_the_fields_type() -> No
 
 def test_only_unknown_user_fields_call_for_fresh_metadata() -> None:
     """crm.item rows carry `entityTypeId`, which crm.item.fields does not describe: not a new field."""
-    deals, invoices = ENTITY_BY_RESOURCE["deals"], ENTITY_BY_RESOURCE["invoices"]
+    deals, invoices = CATALOG.entity("deals"), CATALOG.entity("invoices")
     assert deals.is_user_field("UF_CRM_1699000001") and not deals.is_user_field("ENTITY_TYPE_ID")
     assert invoices.is_user_field("ufCrmSmartInvoice_1699400001") and not invoices.is_user_field("entityTypeId")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sources.bitrix24.client import ConfigError
-from sources.bitrix24.oauth import OAuthAuth
-from sources.bitrix24.token_store import TokenPair, TokenStore
+from sources.bitrix24.api import ConfigError
+from sources.bitrix24.api.oauth import OAuthAuth
+from sources.bitrix24.api.token_store import TokenPair, TokenStore
 
 ACCESS, REFRESH, SECRET = "accesstokenvalue0001", "refreshtokenvalue0001", "clientsecretvalue0001"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sources.bitrix24.client import BatchResponse, Bitrix24Error, ScopeError, TransientError
+from sources.bitrix24.api import BatchResponse, Bitrix24Error, ScopeError, TransientError
 from sources.bitrix24.paging import ListQuery, batch_calls, chain_commands, keyset_pages, read_chain
 
 DEALS = ListQuery("crm.deal.list", {"select": ["ID"], "filter": {">=DATE_MODIFY": "2024-01-01T00:00:00+03:00"}})

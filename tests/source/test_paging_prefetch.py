@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sources.bitrix24.client import BatchResponse
+from sources.bitrix24.api import BatchResponse
 from sources.bitrix24.paging import keyset_pages
 from tests.source.test_paging import DEALS, ListPortal
 

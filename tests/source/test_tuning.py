@@ -9,8 +9,8 @@ import pytest
 from dlt.common.configuration import resolve_configuration
 from dlt.common.data_writers.buffered import BufferedDataWriter
 
-from pipelines.bitrix24_pipeline import make_pipeline
-from pipelines.tuning import default_writer_settings
+from pipelines.destinations import default_writer_settings
+from pipelines.runner import make_pipeline
 
 
 def duckdb_setting(tmp_path: Path, name: str) -> object:

@@ -17,20 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .client import Bitrix24Client, ScopeError
+from .api import Bitrix24Client, ScopeError
+from .catalog import Catalog, EntitySpec
+from .entities import id_query
 from .paging import ListQuery, batch_calls, keyset_pages
-from .payments import OWNERS
-from .settings import ENTITIES, PAYMENTS, EntitySpec
 
 SALE_PAYMENT_IDS = ListQuery("sale.payment.list", {"select": ["id"]}, "id", ("payments",))
-OWNER_SPEC = {spec.entity_type_id: spec for spec in OWNERS}
-RECONCILABLE: tuple[str, ...] = (*(spec.resource for spec in ENTITIES), PAYMENTS)
-
-
-def id_query(spec: EntitySpec) -> ListQuery:
-    """The ID-only keyset query of one CRM entity."""
-    params = {**spec.base_params(), "select": [spec.id_field]}
-    return ListQuery(spec.list_method, params, spec.id_field, spec.items_path)
 
 
 def scan_ids(client: Bitrix24Client, query: ListQuery) -> set[int]:
@@ -42,6 +34,7 @@ class PortalScan:
     """The portal's ID sets, each read at most once per reconcile."""
 
     client: Bitrix24Client
+    catalog: Catalog
     _ids: dict[str, set[int]] = field(default_factory=dict)
 
     def entity_ids(self, spec: EntitySpec) -> set[int]:
@@ -59,7 +52,7 @@ class PortalScan:
         existing = [
             (type_id, owner_id)
             for type_id, owner_id in sorted(set(owners_in_warehouse))
-            if type_id in OWNER_SPEC and owner_id in self.entity_ids(OWNER_SPEC[type_id])
+            if (owner := self.catalog.owner_of_type(type_id)) is not None and owner_id in self.entity_ids(owner)
         ]
         return owner_payment_ids(self.client, existing)
 

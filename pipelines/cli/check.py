@@ -11,12 +11,14 @@ more request is the run's discovery batch. The portal lets 50 requests through a
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sources.bitrix24.client import Bitrix24Client, ScopeError
-from sources.bitrix24.settings import ENTITIES, PAYMENTS, EntitySpec
+from pipelines.cli.common import CHECK_RETRIES, Command, destination_options, pipeline_from
+from pipelines.runner import check_destination, pipeline_catalog
+from sources.bitrix24 import PAYMENTS, Bitrix24Client, Catalog, ScopeError, connect, count_params
 
 ROWS_PER_REQUEST = 2500
 REQUIRED_SCOPES = ("crm", "user")  # entities and reference lists; users
@@ -45,10 +47,12 @@ class Inventory:
     entities: list[EntityCount] = field(default_factory=list)
     payments: int | None = None  # via sale.payment.list; None without the sale scope
 
+    owners: tuple[str, ...] = ()  # resources that own payments
+
     def payment_requests(self) -> tuple[int, str]:
         if self.payments is not None:
             return 2 * math.ceil(self.payments / ROWS_PER_REQUEST), f"2 x ceil({self.payments}/{ROWS_PER_REQUEST})"
-        owners = sum(e.rows or 0 for e in self.entities if _spec(e.resource).owns_payments)
+        owners = sum(e.rows or 0 for e in self.entities if e.resource in self.owners)
         return (
             math.ceil(owners / ROWS_PER_REQUEST) + math.ceil(owners / 50),
             f"ceil({owners}/{ROWS_PER_REQUEST}) + ceil({owners}/50) (no sale scope)",
@@ -73,17 +77,17 @@ def missing_scopes(have: list[str]) -> list[str]:
     return [s for s in REQUIRED_SCOPES if s not in have]
 
 
-def inventory(client: Bitrix24Client, with_sale: bool) -> Inventory:
+def inventory(client: Bitrix24Client, catalog: Catalog, with_sale: bool) -> Inventory:
     """One batch: per entity, the row count and the field metadata; with the sale scope, the payment count."""
     commands: dict[str, tuple[str, dict[str, Any]]] = {}
-    for spec in ENTITIES:
-        commands[spec.resource] = (spec.list_method, {**spec.base_params(), "select": [spec.id_field], "start": 0})
+    for spec in catalog.entities:
+        commands[spec.resource] = (spec.list_method, count_params(spec))
         commands[f"{spec.resource}_fields"] = (spec.fields_method, spec.base_params())
     if with_sale:
         commands[SALE_KEY] = ("sale.payment.list", {"select": ["id"], "start": 0})
     response = client.batch(commands)
-    found = Inventory()
-    for spec in ENTITIES:
+    found = Inventory(owners=tuple(e.resource for e in catalog.payment_owners))
+    for spec in catalog.entities:
         if spec.resource in response.errors:
             error = client.subcall_error(spec.list_method, response.errors[spec.resource])
             if isinstance(error, ScopeError):
@@ -102,10 +106,6 @@ def inventory(client: Bitrix24Client, with_sale: bool) -> Inventory:
 def _row_count(result: Any) -> int:
     rows = result.get("items") if isinstance(result, dict) else result
     return len(rows) if isinstance(rows, list) else 0
-
-
-def _spec(resource: str) -> EntitySpec:
-    return next(e for e in ENTITIES if e.resource == resource)
 
 
 def estimate_lines(found: Inventory, rate: float, burst: int) -> list[str]:
@@ -128,3 +128,42 @@ def estimate_lines(found: Inventory, rate: float, burst: int) -> list[str]:
         f"{burst} (burst)"
     )
     return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prints each verified item as it passes; the first failure raises (the caller prints its one line)."""
+    client = connect(**CHECK_RETRIES)
+    auth = client.auth
+    kind = "OAuth app " + auth.client_id if hasattr(auth, "client_id") else f"webhook of user {auth.user_id}"
+    print(f"{'portal':<12} {auth.host} ({kind})")
+    have = scopes(client)
+    print(f"{'connection':<12} ok")
+    print(f"{'token':<12} accepted" + (f" (token store {auth.store.path})" if hasattr(auth, "store") else ""))
+    missing = missing_scopes(have)
+    if missing:
+        raise ScopeError(
+            f"the credential lacks the {', '.join(missing)} scope(s) (it has: {', '.join(have) or 'none'}); add "
+            "them to the webhook or app on the portal (crm, user and sale)",
+            code="insufficient_scope",
+        )
+    notes = [f"; no {s}: {why}" for s, why in OPTIONAL_SCOPES.items() if s not in have]
+    print(f"{'scopes':<12} {', '.join(have)}{''.join(notes)}")
+    pipeline = pipeline_from(args)
+    check_destination(pipeline)
+    print(f"{'destination':<12} {pipeline.destination.destination_name} dataset {pipeline.dataset_name}: ok")
+    found = inventory(client, pipeline_catalog(pipeline), with_sale="sale" in have)
+    print("\nwhat the portal has (row counts from list totals: one request, a COUNT per entity on the portal):")
+    for line in estimate_lines(found, client.bucket.rate, client.bucket.burst + 1):
+        print(line)
+    print(f"\ncheck used {client.stats.requests} HTTP requests")
+    return 0
+
+
+COMMAND = Command(
+    "check",
+    "verify the connection, token, scopes and destination; show what a full sync would take",
+    destination_options,
+    run,
+    ("bitrix24-sync check", "bitrix24-sync check --destination postgres"),
+    order=40,
+)

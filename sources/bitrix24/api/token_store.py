@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import ConfigError
+from .errors import ConfigError
 
 __all__ = ["TokenPair", "TokenStore"]
 

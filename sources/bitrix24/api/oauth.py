@@ -45,22 +45,14 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 
-from .client import (
-    SECRET_FILTER,
-    AuthError,
-    Bitrix24Error,
-    ConfigError,
-    TransientError,
-    install_secret_filter,
-    is_loopback,
-    redact,
-)
+from .auth import is_loopback
+from .errors import AuthError, Bitrix24Error, ConfigError, TransientError
+from .redaction import redact
 from .token_store import TokenPair, TokenStore
 
 __all__ = ["DEFAULT_TOKEN_ENDPOINT", "OAuthAuth"]
 
 log = logging.getLogger("bitrix24_sync.oauth")
-log.addFilter(SECRET_FILTER)
 
 DEFAULT_TOKEN_ENDPOINT = "https://oauth.bitrix.info/oauth/token/"
 CONFIG_SECTION = "[sources.bitrix24.oauth]"
@@ -90,9 +82,7 @@ class OAuthAuth:
                 "app's page on the portal (local app) or from the partner account (marketplace app)"
             )
         if refresh_token and authorization_code:
-            raise ConfigError(
-                f"give either refresh_token or authorization_code in {CONFIG_SECTION}, not both"
-            )
+            raise ConfigError(f"give either refresh_token or authorization_code in {CONFIG_SECTION}, not both")
         self.client_endpoint, self.host = _rest_base(client_endpoint, allow_http)
         self.portal_url = self.client_endpoint[: -len("rest/")]
         self.token_endpoint = _token_endpoint(token_endpoint, allow_http)
@@ -106,21 +96,24 @@ class OAuthAuth:
             grant_type = "refresh_token" if refresh_token else "authorization_code"
             self._bootstrap = (grant_type, str(refresh_token or authorization_code).strip())
         self._seed = (
-            hashlib.sha256(f"{self._bootstrap[0]}:{self._bootstrap[1]}".encode()).hexdigest()
-            if self._bootstrap
-            else ""
+            hashlib.sha256(f"{self._bootstrap[0]}:{self._bootstrap[1]}".encode()).hexdigest() if self._bootstrap else ""
         )
         self._pair: TokenPair | None = None
         self._stamp: tuple[int, ...] | None = None
         self._known = {client_secret, *(self._bootstrap[1:] if self._bootstrap else ())}
         self._local = threading.local()  # the pair this thread last sent (see refresh())
         self.secrets: tuple[str, ...] = ()
+        self._transport: requests.Session | None = None
         self._publish_secrets()
 
     def __repr__(self) -> str:
         return f"OAuthAuth(client_id={self.client_id!r}, portal={self.host!r}, store={self.store!r})"
 
     # ------------------------------------------------------------------ the Auth protocol
+
+    def bind_transport(self, session: requests.Session) -> None:
+        """The client's session: token requests go through the same transport as the calls."""
+        self._transport = session
 
     def url_for(self, method: str) -> str:
         return self.client_endpoint + method
@@ -165,8 +158,11 @@ class OAuthAuth:
             if self._usable(stored) and (self._pair is None or stored.version > self._pair.version):
                 self._adopt(stored)
             elif self._pair is None:
-                with requests.Session() as session:
-                    self._start_chain(session, self.timeout, stored)
+                if self._transport is not None:
+                    self._start_chain(self._transport, self.timeout, stored)
+                else:
+                    with requests.Session() as session:
+                        self._start_chain(session, self.timeout, stored)
             else:
                 self._stamp = self.store.stamp()
             assert self._pair is not None
@@ -175,9 +171,7 @@ class OAuthAuth:
     def _usable(self, stored: TokenPair | None) -> bool:
         """A stored chain of this app, started from the configured credential (or any, if none is given)."""
         return (
-            stored is not None
-            and stored.client_id == self.client_id
-            and (not self._seed or stored.seed == self._seed)
+            stored is not None and stored.client_id == self.client_id and (not self._seed or stored.seed == self._seed)
         )
 
     def _start_chain(self, session: requests.Session, timeout: float, stored: TokenPair | None) -> None:
@@ -202,14 +196,11 @@ class OAuthAuth:
         self._publish_secrets()
 
     def _publish_secrets(self) -> None:
-        self.secrets = tuple(sorted(self._known, key=len, reverse=True))
-        install_secret_filter(self.secrets)
+        self.secrets = tuple(sorted(self._known, key=len, reverse=True))  # read by the client's log filter
 
     # ------------------------------------------------------------------ the token endpoint
 
-    def _grant(
-        self, session: requests.Session, timeout: float, grant: dict[str, str], version: int, seed: str
-    ) -> None:
+    def _grant(self, session: requests.Session, timeout: float, grant: dict[str, str], version: int, seed: str) -> None:
         """One token request; the answer is saved to the store before anything else happens to it."""
         query = {**grant, "client_id": self.client_id, "client_secret": self._client_secret}
         self.token_requests += 1

@@ -24,13 +24,9 @@ from typing import Any, Literal
 import dlt
 from dlt.destinations.exceptions import DatabaseException
 
-from pipelines.destination_hints import DestinationError, explain
+from pipelines.destinations import DestinationError, explain
 from pipelines.partition import PORTAL_COLUMN
-from sources.bitrix24 import DELETED_AT
-from sources.bitrix24.client import Bitrix24Client, ConfigError
-from sources.bitrix24.payments import PaymentCoverage
-from sources.bitrix24.reconcile import RECONCILABLE, PortalScan
-from sources.bitrix24.settings import ENTITY_BY_RESOURCE, PAYMENTS
+from sources.bitrix24 import DELETED_AT, PAYMENTS, Bitrix24Client, Catalog, ConfigError, PaymentCoverage, PortalScan
 
 log = logging.getLogger("bitrix24_sync.reconcile")
 
@@ -248,24 +244,24 @@ def _change(table: str, stored: TableIds, on_portal: set[int], mode: DeleteMode)
 
 
 def reconcile_warehouse(
-    pipeline: dlt.Pipeline, client: Bitrix24Client, resources: Sequence[str], mode: DeleteMode
+    pipeline: dlt.Pipeline, client: Bitrix24Client, catalog: Catalog, resources: Sequence[str], mode: DeleteMode
 ) -> DeleteReport:
     """Compare the portal's ID sets of `resources` (CRM entities, payments) with the warehouse; mark or
     remove what is gone. The caller holds the pipeline's run lock."""
     report = DeleteReport(mode)
     before = client.requests_made
     warehouse = Warehouse(pipeline)
-    tables = [r for r in RECONCILABLE if r in resources]
+    tables = [r for r in catalog.reconcilable if r in resources]
     stored = warehouse.read(tables)
     if not stored:  # nothing synced yet: nothing can have been deleted
         return report
-    scan = PortalScan(client)
+    scan = PortalScan(client, catalog)
     changes = []
     for table, ids in stored.items():
         if table == PAYMENTS:
             on_portal = scan.payment_ids(ids.owners.values())
         else:
-            on_portal = scan.entity_ids(ENTITY_BY_RESOURCE[table])
+            on_portal = scan.entity_ids(catalog.entity(table))
         changes.append(_change(table, ids, on_portal, mode))
     warehouse.apply(changes, mode, report)
     report.requests = client.requests_made - before
@@ -282,9 +278,7 @@ def apply_payment_coverage(pipeline: dlt.Pipeline, coverage: PaymentCoverage, mo
     if stored is None:
         return report
     covered = {
-        pid
-        for pid in stored.live | stored.marked
-        if coverage.everything or stored.owners.get(pid) in coverage.owners
+        pid for pid in stored.live | stored.marked if coverage.everything or stored.owners.get(pid) in coverage.owners
     }
     candidates = TableIds(stored.live & covered, stored.marked & covered)
     change = _change(PAYMENTS, candidates, coverage.seen, mode)
@@ -326,6 +320,7 @@ class DeleteOptions:
 def after_load(
     pipeline: dlt.Pipeline,
     client: Bitrix24Client,
+    catalog: Catalog,
     selected: Sequence[str],
     coverage: PaymentCoverage,
     options: DeleteOptions,
@@ -335,5 +330,5 @@ def after_load(
     everything the warehouse got."""
     report = apply_payment_coverage(pipeline, coverage, options.mode)
     if options.reconcile or reconcile_due(pipeline, options.every_hours):
-        report.add(reconcile_warehouse(pipeline, client, selected, options.mode))
+        report.add(reconcile_warehouse(pipeline, client, catalog, selected, options.mode))
     return report

@@ -22,7 +22,6 @@ from dlt.common.destination import Destination as DltDestination
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.auth_config import make_auth
 from pipelines.crash_repair import (
     forget_normalized_extracts,
     prepare_resume,
@@ -30,26 +29,31 @@ from pipelines.crash_repair import (
     reference_reloaded,
     repair_if_marked,
 )
-from pipelines.destination_hints import DestinationError, explain
+from pipelines.deletes import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
+from pipelines.destinations import DestinationError, default_writer_settings, explain, profile
 from pipelines.partition import partition_by_portal
-from pipelines.reconcile import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
 from pipelines.run_log import append_run, run_record, utc_stamp
 from pipelines.run_meter import RunMeter
-from pipelines.tuning import default_writer_settings, duckdb_credentials
 from pipelines.views import drop_views, refresh_views
-from sources.bitrix24 import ENTITIES, bitrix24, select_resources
-from sources.bitrix24.client import Bitrix24Client, Bitrix24Error, ConfigError
-from sources.bitrix24.payments import PaymentCoverage
-from sources.bitrix24.reconcile import RECONCILABLE
-from sources.bitrix24.settings import PAYMENTS
-from sources.bitrix24.window import Backfill, DateInputError
+from sources.bitrix24 import (
+    Backfill,
+    Bitrix24Client,
+    Bitrix24Error,
+    Catalog,
+    ConfigError,
+    DateInputError,
+    SourceRun,
+    SourceState,
+    bitrix24,
+    catalog_of,
+    connect,
+)
 
 log = logging.getLogger("bitrix24_sync.pipeline")
 
 PIPELINE_NAME = "bitrix24"
 DATASET_NAME = "bitrix24_crm"  # must differ from the pipeline name (DuckDB catalog/schema clash)
 Destination = Literal["duckdb", "postgres"]
-BACKFILL_DEFAULT = (*(e.resource for e in ENTITIES), PAYMENTS)
 
 
 class AlreadyRunningError(ConfigError):
@@ -80,10 +84,9 @@ def make_pipeline(
     name (bigquery, snowflake, motherduck, filesystem, ...) takes its credentials from dlt config
     (`destination.<name>.credentials`)."""
     default_writer_settings()
-    if destination == "duckdb":
-        dest: Any = dlt.destinations.duckdb(duckdb_credentials(str(duckdb_path or f"{pipeline_name}.duckdb")))
-    elif destination == "postgres":
-        dest = dlt.destinations.postgres(credentials=postgres_url) if postgres_url else "postgres"
+    if destination in ("duckdb", "postgres"):
+        path = str(duckdb_path or f"{pipeline_name}.duckdb")
+        dest: Any = profile(destination).pipeline_destination(duckdb_path=path, postgres_url=postgres_url)
     else:
         dest = _other_destination(str(destination))
     return dlt.pipeline(
@@ -100,25 +103,9 @@ def _other_destination(name: str) -> Any:
     raise ConfigError(f"unknown destination {name!r}: duckdb, postgres or a dlt destination name (e.g. bigquery)")
 
 
-def make_client(webhook_url: str | None = None, **overrides: Any) -> Bitrix24Client:
-    """The HTTP client from an explicit URL or dlt config: the webhook (`sources.bitrix24.webhook_url`) or the
-    OAuth app (`[sources.bitrix24.oauth]`, see pipelines/auth_config.py), rate, burst."""
-
-    def setting(name: str, default: Any) -> Any:
-        if overrides.get(name) is not None:
-            return overrides[name]
-        value = dlt.config.get(f"sources.bitrix24.{name}")
-        return default if value is None else value
-
-    auth = make_auth(webhook_url, allow_http=bool(setting("allow_http", False)))
-    return Bitrix24Client(
-        auth,
-        rate=float(setting("rate", 2.0)),
-        burst=int(setting("burst", 50)),
-        timeout=float(setting("timeout", 60.0)),  # seconds per HTTP request
-        max_retries=int(setting("max_retries", 8)),
-        max_retry_seconds=float(setting("max_retry_seconds", 300.0)),
-    )
+def pipeline_catalog(pipeline: dlt.Pipeline) -> Catalog:
+    """The catalog of the pipeline's portal, as its stored state knows it (no request)."""
+    return catalog_of(SourceState.of_pipeline(pipeline.state))
 
 
 def lock_path(pipelines_dir: str | Path, pipeline_name: str) -> Path:
@@ -184,7 +171,7 @@ def sync(
     pipeline: dlt.Pipeline,
     *,
     client: Bitrix24Client | None = None,
-    webhook_url: str | None = None,
+    credentials: Any = None,
     resources: Sequence[str] | str | None = None,
     full_refresh: bool = False,
     backfill: tuple[str | None, str | None] | None = None,
@@ -196,31 +183,38 @@ def sync(
     CRM entities and payments) and leaves the cursors alone; `full_refresh` drops the selected resources'
     tables and state and reads everything again. `meter` counts per resource (the CLI's progress listens to
     it); every run that got the lock, failed or not, is recorded in the run log for `status`. `deletes`: the
-    delete mode and whether to reconcile after the load (default: `[sources.bitrix24]` config)."""
+    delete mode and whether to reconcile after the load (default: `[sources.bitrix24]` config). The source
+    resolves its credential and settings from dlt config (`credentials` overrides the credential; `client`
+    shares a client already talking to this portal, such as the CLI's)."""
     if full_refresh and backfill:
         raise ConfigError("a backfill cannot be a full refresh: drop --full-refresh or the backfill window")
     window = Backfill.parse(*backfill) if backfill else None
-    resources = resources or dlt.config.get("sources.bitrix24.resources") or (BACKFILL_DEFAULT if backfill else None)
-    selected = select_resources(resources)
+    catalog = pipeline_catalog(pipeline)
+    if not resources and backfill and not dlt.config.get("sources.bitrix24.resources"):
+        resources = catalog.reconcilable  # a backfill re-reads the CRM entities and payments by default
+    if resources:
+        catalog.select(resources)  # an unknown name fails before anything else happens
     deletes = deletes or DeleteOptions.from_config()
-    client = client or make_client(webhook_url)
     meter = meter or RunMeter()
+    run = SourceRun(client=client)
     mode = "backfill" if backfill else "full-refresh" if full_refresh else "incremental"
     with exclusive_run(pipeline):
         started_at, report, error = utc_stamp(), None, None
         try:
-            report = _locked_sync(pipeline, client, selected, full_refresh, window, source_options, meter, deletes)
+            report = _locked_sync(
+                pipeline, run, credentials, resources, full_refresh, window, source_options, meter, deletes
+            )
         except BaseException as exc:
             error = exc
             raise
         finally:
-            _record_run(pipeline, client, meter, mode, started_at, report, error)
+            _record_run(pipeline, run.client, meter, mode, started_at, report, error)
         return report
 
 
 def _record_run(
     pipeline: dlt.Pipeline,
-    client: Bitrix24Client,
+    client: Bitrix24Client | None,
     meter: RunMeter,
     mode: str,
     started_at: str,
@@ -235,8 +229,7 @@ def _record_run(
         mode=mode,
         started_at=started_at,
         meter=meter,
-        stats=client.stats,
-        bucket=client.bucket,
+        client=client,
         row_counts=report.row_counts if report else None,
         error=failure,
     )
@@ -248,8 +241,9 @@ def _record_run(
 
 def _locked_sync(
     pipeline: dlt.Pipeline,
-    client: Bitrix24Client,
-    selected: Sequence[str],
+    run: SourceRun,
+    credentials: Any,
+    resources: Sequence[str] | str | None,
     full_refresh: bool,
     window: Backfill | None,
     source_options: Mapping[str, Any] | None,
@@ -258,19 +252,19 @@ def _locked_sync(
 ) -> SyncReport:
     check_destination(pipeline)
     if full_refresh or pipeline.has_pending_data:  # a load that may drop tables: Postgres refuses under views
-        drop_views(pipeline)
+        drop_views(pipeline, pipeline_catalog(pipeline))
     finished = finish_pending(pipeline)
     options = dict(source_options or {})
     if window:
         options.update(backfill_since=window.since, backfill_until=window.until)
-    coverage = PaymentCoverage()
-    source = bitrix24(
-        client=client,
-        resources=list(selected),
-        refresh_reference=full_refresh or reference_lost(pipeline),
-        payment_coverage=coverage,
-        **options,
-    )
+    if resources:
+        options["resources"] = list(resources) if not isinstance(resources, str) else resources
+    if credentials is not None:
+        options["credentials"] = credentials
+    source = bitrix24(client=run.client, refresh_reference=full_refresh or reference_lost(pipeline), run=run, **options)
+    assert run.catalog is not None and run.client is not None
+    catalog, client = run.catalog, run.client
+    selected = tuple(source.resources)
     if portal := dlt.config.get("bitrix24_sync.portal"):  # several portals in one dataset (pipelines/portals.py)
         source = partition_by_portal(source, str(portal))
     meter.attach(source, client)
@@ -279,7 +273,7 @@ def _locked_sync(
     try:
         info = pipeline.run(
             source,
-            loader_file_format="parquet" if pipeline.destination.destination_name == "duckdb" else None,
+            loader_file_format=profile(pipeline.destination.destination_name).loader_file_format,
             refresh="drop_resources" if full_refresh else None,
         )
     except PipelineStepFailed as step_failed:
@@ -290,7 +284,7 @@ def _locked_sync(
         raise failure  # the portal's own error (already free of secrets), not dlt's wrapper around it
     meter.finish()
     reference_reloaded(pipeline, selected)
-    refresh_views(pipeline)
+    refresh_views(pipeline, catalog)
     trace = pipeline.last_trace
     counts = dict(trace.last_normalize_info.row_counts) if trace and trace.last_normalize_info else {}
     requests = client.requests_made - requests_before
@@ -300,7 +294,7 @@ def _locked_sync(
         load_info=info,
         finished_pending=finished,
         meter=meter,
-        deletes=after_load(pipeline, client, selected, coverage, deletes),
+        deletes=after_load(pipeline, client, catalog, selected, run.coverage, deletes),
     )
 
 
@@ -321,21 +315,23 @@ def reconcile(
     pipeline: dlt.Pipeline,
     *,
     client: Bitrix24Client | None = None,
-    webhook_url: str | None = None,
+    credentials: Any = None,
     resources: Sequence[str] | str | None = None,
     mode: str | None = None,
 ) -> DeleteReport:
     """`bitrix24-sync reconcile`: compare the portal's IDs of `resources` (default: every CRM entity and
-    payments) with the warehouse and mark or remove the deleted ones (see pipelines/reconcile.py)."""
-    selected = [r for r in select_resources(resources) if r in RECONCILABLE]
+    payments) with the warehouse and mark or remove the deleted ones (see pipelines/deletes.py)."""
+    catalog = pipeline_catalog(pipeline)
+    selected = [r for r in catalog.select(resources) if r in catalog.reconcilable]
     if not selected:
-        raise ConfigError(f"nothing to reconcile: choose resources from {', '.join(RECONCILABLE)}")
+        raise ConfigError(f"nothing to reconcile: choose resources from {', '.join(catalog.reconcilable)}")
     options = DeleteOptions.from_config(True, mode)
-    client = client or make_client(webhook_url)
+    if client is None:
+        client = connect(credentials) if credentials else connect()
     with exclusive_run(pipeline):
         check_destination(pipeline)
         finish_pending(pipeline)
-        report = reconcile_warehouse(pipeline, client, selected, options.mode)
+        report = reconcile_warehouse(pipeline, client, catalog, selected, options.mode)
     if not report.checked:
         raise ConfigError(
             f"nothing to reconcile: the warehouse has no table of {', '.join(selected)} yet; run `bitrix24-sync run`"

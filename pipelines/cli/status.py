@@ -9,13 +9,16 @@ are not seen here).
 
 from __future__ import annotations
 
+import argparse
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
 
+from pipelines.cli.common import Command, destination_options, pipeline_from
 from pipelines.run_log import read_runs, run_log_path
-from sources.bitrix24.settings import ALL_RESOURCES, PAYMENTS
+from sources.bitrix24 import SourceState, catalog_of
 
 SCHEMA_VERSION = 1
 
@@ -24,13 +27,12 @@ def status_report(pipeline: dlt.Pipeline, now: datetime | None = None) -> dict[s
     """The `--json` document (also what the table is printed from)."""
     runs = read_runs(pipeline.working_dir)
     last = runs[-1] if runs else None
-    states = pipeline.state.get("sources", {}).get("bitrix24", {}).get("resources", {})
+    state = SourceState.of_pipeline(pipeline.state)
     resources = {}
-    for name in ALL_RESOURCES:
+    for name, position in state.positions(catalog_of(state)).items():
         seen = next((r for r in reversed(runs) if name in r.get("resources", {})), None)
-        state = states.get(name, {})
         resources[name] = {
-            "cursor": _cursor(name, state),
+            "cursor": position,
             "last_run_at": seen["finished_at"] if seen else None,
             "last_run_ok": seen["ok"] if seen else None,
             **(seen["resources"][name] if seen else {"rows": None, "requests": None, "retries": None}),
@@ -47,15 +49,6 @@ def status_report(pipeline: dlt.Pipeline, now: datetime | None = None) -> dict[s
         "resources": resources,
         "rate_limit": _headroom(last, now or datetime.now(UTC)),
     }
-
-
-def _cursor(name: str, state: dict[str, Any]) -> str | None:
-    if name == PAYMENTS:
-        parts = [f"{k} {v}" for k, v in sorted((state.get("owner_cursors") or {}).items())]
-        if state.get("last_payment_id"):
-            parts.append(f"payment id > {state['last_payment_id']}")
-        return "; ".join(parts) or None
-    return state.get("cursor") or state.get("loaded_at") or (state.get("fields") or {}).get("fetched_at")
 
 
 def _last_run(last: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -105,3 +98,27 @@ def status_lines(report: dict[str, Any]) -> list[str]:
             f"{limit['refused']} refused by the portal"
         )
     return lines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    destination_options(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable (for monitoring)")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = status_report(pipeline_from(args))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print("\n".join(status_lines(report)))
+    return 0
+
+
+COMMAND = Command(
+    "status",
+    "per resource: cursor, last run, rows, requests, errors; rate-limit headroom",
+    add_arguments,
+    run,
+    ("bitrix24-sync status", "bitrix24-sync status --json | jq .resources.deals.cursor"),
+    order=50,
+)

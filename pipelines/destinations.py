@@ -1,0 +1,121 @@
+"""One profile per destination: everything the runner, crash repair, views and the portals command need to know
+about a warehouse's quirks, in one room. A new quirk is a field here (or a row in `_PROFILES`).
+
+- file format: DuckDB loads parquet ~30x faster than dlt's default insert statements; Postgres needs ADBC for
+  parquet, so it keeps dlt's default.
+- resume policy: dlt resumes a half-loaded package by re-running the jobs that had started. On DuckDB the
+  copies a re-run inserts are removed afterwards by their physical row id (`row_id`); Postgres declares
+  `_dlt_id` UNIQUE, so there the half-loaded package is aborted and read again (`crash_repair.py`).
+- view dialect: the `v_*` views' SQL (quoting, string_agg, LIKE) is DuckDB's and Postgres'.
+- single writer: DuckDB takes one writing process per file (the portals command serialises them).
+- tuning: DuckDB's default memory limit is 80% of RAM; its merge of a large package grows towards it, so a
+  bounded limit makes it spill instead (`[bitrix24_sync] duckdb_memory_limit`, default 384MB;
+  `duckdb_threads`). dlt gzips its intermediate files by default: they live for one run on local disk and
+  compressing them costs about a tenth of the sync's CPU (`[data_writer] disable_compression` wins).
+- error hints: dlt wraps driver errors in a paragraph of generic advice; the driver's reason sits after
+  "The actual reason given is:". We keep that reason (first line) and add the fix users need.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dlt
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+DEFAULT_DUCKDB_MEMORY_LIMIT = "384MB"
+
+
+class DestinationError(Exception):
+    """The warehouse cannot be reached or written; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DestinationProfile:
+    name: str
+    loader_file_format: str | None = None  # None: dlt's default for the destination
+    resume: Literal["repair", "abort"] = "abort"  # what to do with a half-loaded package (module docstring)
+    row_id: str | None = None  # the physical row id that tells a row's copies apart ("repair" only)
+    views: bool = False  # the v_* views' SQL works here
+    single_writer: bool = False  # one writing process per database file
+
+    def pipeline_destination(self, duckdb_path: str | None = None, postgres_url: str | None = None) -> Any:
+        """dlt's destination object, tuned."""
+        if self.name == "duckdb":
+            return dlt.destinations.duckdb(duckdb_credentials(str(duckdb_path)))
+        if self.name == "postgres":
+            return dlt.destinations.postgres(credentials=postgres_url) if postgres_url else "postgres"
+        return self.name
+
+
+_PROFILES = {
+    "duckdb": DestinationProfile("duckdb", "parquet", "repair", "rowid", views=True, single_writer=True),
+    "postgres": DestinationProfile("postgres", views=True),
+    "motherduck": DestinationProfile("motherduck", views=True),
+}
+
+
+def profile(name: str) -> DestinationProfile:
+    """The profile of a destination by dlt name (any other dlt destination: dlt's defaults, no views)."""
+    return _PROFILES.get(name, DestinationProfile(name))
+
+
+def duckdb_credentials(path: str) -> DuckDbCredentials:
+    """Credentials for the DuckDB file at `path` with a bounded memory limit (see the module docstring)."""
+    settings: dict[str, Any] = {
+        "memory_limit": str(dlt.config.get("bitrix24_sync.duckdb_memory_limit") or DEFAULT_DUCKDB_MEMORY_LIMIT)
+    }
+    if threads := dlt.config.get("bitrix24_sync.duckdb_threads"):
+        settings["threads"] = int(threads)
+    return DuckDbCredentials(path, global_config=settings)
+
+
+def default_writer_settings() -> None:
+    """Uncompressed intermediate files unless the user's dlt config says otherwise."""
+    if dlt.config.get("data_writer.disable_compression") is None:
+        dlt.config["data_writer.disable_compression"] = True
+
+
+_REASON = re.compile(r"The actual reason given is:\s*(.*)", re.DOTALL)
+_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"Conflicting lock is held in .*?\(PID (\d+)\)"),
+        "another process (PID {0}) has the DuckDB file open for writing: close it (a notebook, the duckdb "
+        "CLI, another sync) and run again",
+    ),
+    (re.compile(r"Is a directory"), "the DuckDB path is a directory: give a file path with --duckdb-path"),
+    (
+        re.compile(r"No such file or directory"),
+        "the folder of the DuckDB file does not exist: create it or fix --duckdb-path",
+    ),
+    (
+        re.compile(r"Permission denied|Read-only file system"),
+        "the DuckDB file or its folder is not writable: fix the permissions or choose another --duckdb-path",
+    ),
+    (
+        re.compile(r"password authentication failed|authentication failed"),
+        "Postgres refused the user or password: fix them in --postgres-url or destination.postgres.credentials",
+    ),
+    (
+        re.compile(r"Connection refused|could not connect|could not translate host name|timeout expired"),
+        "Postgres is not reachable: check the host and port in --postgres-url and that the server is running",
+    ),
+    (
+        re.compile(r'database "[^"]+" does not exist'),
+        "create the database or fix its name in --postgres-url",
+    ),
+)
+
+
+def explain(text: str) -> str:
+    """`reason (fix)` in one line, from a destination error's text."""
+    match = _REASON.search(text)
+    reason = (match.group(1) if match else text).strip().splitlines()
+    first = reason[0].strip() if reason else ""
+    for pattern, hint in _HINTS:
+        found = pattern.search(text)
+        if found:
+            return f"{first} ({hint.format(*found.groups())})"
+    return first

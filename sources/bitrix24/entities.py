@@ -1,0 +1,136 @@
+"""One CRM entity's incremental window, read as an ID keyset chain whose first page rides in the discovery
+batch, typed with its field plan; the cursor advances only after the last page was yielded."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import dlt
+
+from .catalog import EntitySpec
+from .fields import CoercionReport
+from .metadata import FieldMetadata
+from .paging import Commands, ListQuery, Page
+from .plan import SYNC_DEFAULTS, PlanPart, RunPlan, SyncOptions
+from .state import SourceState
+
+log = logging.getLogger("bitrix24_sync.source")
+
+
+def entity_query(spec: EntitySpec, window: Mapping[str, Any]) -> ListQuery:
+    """The list query of an entity's window, every field selected."""
+    params = {**spec.base_params(), "select": spec.select(), "filter": dict(window)}
+    return ListQuery(spec.list_method, params, spec.id_field, spec.items_path)
+
+
+def id_query(spec: EntitySpec, window: Mapping[str, Any] | None = None) -> ListQuery:
+    """The ID-only keyset query of an entity (optionally of a window): 2,500 ids per request."""
+    params = {**spec.base_params(), "select": [spec.id_field], "filter": dict(window or {})}
+    return ListQuery(spec.list_method, params, spec.id_field, spec.items_path)
+
+
+class EntityReader(PlanPart):
+    def __init__(self, spec: EntitySpec, options: SyncOptions, metadata: FieldMetadata):
+        self.spec = spec
+        self.options = options
+        self.metadata = metadata
+        self.invalid: Counter[str] = Counter()
+        self.unknown_options: Counter[str] = Counter()
+        self._untyped: set[str] = set()
+
+    def query(self) -> ListQuery:
+        return entity_query(
+            self.spec, self.options.window(self.spec.cursor_field, SourceState.current().cursor(self.spec.resource))
+        )
+
+    def first_calls(self) -> Commands:
+        return {self.spec.resource: (self.spec.list_method, self.query().page_params(0))}
+
+    def discovered(self, plan: RunPlan) -> None:
+        """A user field on the first page that the metadata does not know (added on the portal): refresh the
+        metadata before anything is typed, so the `fields` table has it in this run."""
+        head = plan.head(self.spec.resource, self.query()) or []
+        known = self.metadata.plan(self.spec)
+        if any(self.spec.is_user_field(k) and not known.knows(k) for row in head[:1] for k in row):
+            self._refresh_once()
+
+    def chains(self) -> Mapping[str, ListQuery]:
+        return {self.spec.resource: self.query()}
+
+    def pages(self, plan: RunPlan) -> Iterator[Any]:
+        plan.discover()
+        hinted = False
+        for page in plan.chain_pages(self.spec.resource, self.query(), "p"):
+            rows, replanned = self._coerce(page)
+            if replanned or not hinted:
+                hinted = True
+                columns = self.metadata.plan(self.spec).columns()
+                yield dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=columns))
+            else:
+                yield rows
+        self._log_findings()
+        if self.options.backfill is None:
+            SourceState.current().set_cursor(self.spec.resource, plan.next_cursor())
+
+    def _coerce(self, page: Page) -> tuple[list[dict[str, Any]], bool]:
+        """Coerce with the plan; a user field the metadata does not know (added on the portal mid-run) refreshes
+        the metadata once per run and entity, and the page is coerced again with the new plan. Other unknown
+        keys (crm.item's `entityTypeId`) pass through untyped."""
+        report = CoercionReport()
+        rows = self.metadata.plan(self.spec).coerce(page, report)
+        unknown = {k for k in report.unknown_keys - self._untyped if self.spec.is_user_field(k)}
+        replanned = False
+        if unknown and self._refresh_once():
+            log.info("%s: fields %s are not in the cached metadata; refreshed it", self.spec.resource, sorted(unknown))
+            report = CoercionReport()
+            rows = self.metadata.plan(self.spec).coerce(page, report)
+            replanned = True
+        self._untyped |= report.unknown_keys
+        self.invalid.update(report.invalid)
+        self.unknown_options.update(report.unknown_options)
+        return rows, replanned
+
+    def _refresh_once(self) -> bool:
+        if self.spec.resource in self.metadata.refreshed:
+            return False
+        self.metadata.refresh(self.spec)
+        return True
+
+    def _log_findings(self) -> None:
+        if self.invalid:
+            log.warning(
+                "%s: values that did not parse were set to NULL and kept in <field>__raw: %s",
+                self.spec.resource,
+                dict(self.invalid),
+            )
+        if self.unknown_options:
+            log.warning(
+                "%s: enumeration ids that are not among the field's options were kept as they are: %s",
+                self.spec.resource,
+                dict(self.unknown_options),
+            )
+
+
+def count_params(spec: EntitySpec, window: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A first page with `start=0`: its `total` is the row count of the window (a COUNT on the portal)."""
+    return {**spec.base_params(), "select": [spec.id_field], "filter": dict(window or {}), "start": 0}
+
+
+def count_windows(
+    client: Any, specs: Sequence[EntitySpec], state: SourceState | None, options: SyncOptions = SYNC_DEFAULTS
+) -> dict[str, int]:
+    """Rows each entity's next window holds (`state` None: everything), in one batch."""
+    if not specs:
+        return {}
+    commands = {
+        spec.resource: (
+            spec.list_method,
+            count_params(spec, options.window(spec.cursor_field, state.cursor(spec.resource) if state else None)),
+        )
+        for spec in specs
+    }
+    response = client.batch(commands)
+    return {k: v for k, v in response.total.items() if k not in response.errors}

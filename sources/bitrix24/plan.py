@@ -1,0 +1,165 @@
+"""The run plan: one discovery batch for every selected resource, then keyset chains; requests are the scarce
+resource.
+
+The plan is built from declared parts: every reader (field metadata, each entity, payments, each reference list)
+is a `PlanPart` that declares its first calls and, once discovery is back, its keyset chains. Whichever resource
+runs first makes the plan `discover()`: ONE batch with `server.time` as its first command (the run's start `T`
+on the portal's clock; batch commands run in order, so every page read afterwards sees all changes up to `T`)
+and every part's first calls. Then each part sees the results (`discovered`), and the chains still unfinished
+after their first page share one continuation batch (`packing.py`). An incremental run with nothing changed
+therefore costs exactly one HTTP request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .api import BatchResponse, Bitrix24Client, Bitrix24Error, TransientError
+from .packing import chain_pages, continue_chains
+from .paging import (
+    BATCH_SIZE,
+    MAX_STALLED_RETRIES,
+    ChainResult,
+    Commands,
+    ListQuery,
+    Page,
+    retry_delay,
+    subcall_failure,
+)
+from .window import Backfill, cursor_after_run, parse_instant
+
+log = logging.getLogger("bitrix24_sync.source")
+
+TIME_KEY = "time"
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What a run reads, and how often the cached parts are refreshed: each setting's one default."""
+
+    start_date: str | None = None  # first run reads DATE_MODIFY >= start_date (None: everything)
+    overlap_seconds: int = 0  # re-read this many seconds before each cursor
+    fields_max_age_hours: float = 24.0  # field metadata is cached this long (a new UF_* key refreshes it)
+    reference_max_age_hours: float = 24.0  # stages, pipelines and users are reloaded this often
+    payment_sweep_hours: float = 24.0  # all payments are re-read this often
+    backfill: Backfill | None = None  # re-read a window; cursors and sweep stamps stay untouched
+
+    def window(self, cursor_field: str, cursor: str | None) -> dict[str, Any]:
+        """The filter of an incremental window from `cursor` (or the start date; a backfill's own window)."""
+        if self.backfill is not None:
+            return self.backfill.filter(cursor_field)
+        lower = cursor or self.start_date
+        return {f">={cursor_field}": lower} if lower else {}
+
+
+SYNC_DEFAULTS = SyncOptions()
+
+
+class PlanPart:
+    """A reader's share of the plan. `first_calls` is asked inside the extraction (state is final only there:
+    dlt's refreshes drop it first); `discovered` and `chains` after the discovery batch is back."""
+
+    def first_calls(self) -> Commands:
+        return {}
+
+    def discovered(self, plan: RunPlan) -> None:
+        """Look at the discovery results before any resource yields (metadata, probes)."""
+
+    def chains(self) -> Mapping[str, ListQuery]:
+        """Keyset chains whose first page is the discovery command of the same key."""
+        return {}
+
+
+@dataclass
+class Discovered:
+    """The merged outcome of the discovery batch(es)."""
+
+    result: dict[str, Any]
+    errors: dict[str, dict[str, Any]]
+    total: dict[str, int]
+    next: dict[str, int]
+
+    def merge(self, response: BatchResponse) -> None:
+        self.result.update(response.result)
+        self.errors.update(response.errors)
+        self.total.update(response.total)
+        self.next.update(response.next)
+
+    def as_response(self) -> BatchResponse:
+        return BatchResponse(self.result, self.errors, self.total, self.next, {})
+
+
+class RunPlan:
+    """What one run knows: the portal's time, the discovery results, the chains' shared continuation."""
+
+    def __init__(self, client: Bitrix24Client, options: SyncOptions, parts: Sequence[PlanPart]):
+        self.client = client
+        self.options = options
+        self.parts = tuple(parts)
+        self.server_time: datetime | None = None
+        self.found = Discovered({}, {}, {}, {})
+        self._packed: dict[str, ChainResult] = {}
+
+    def discover(self) -> None:
+        """Run the discovery batch once per run (idempotent)."""
+        if self.server_time is not None:
+            return
+        commands: Commands = {TIME_KEY: ("server.time", {})}
+        for part in self.parts:
+            commands.update(part.first_calls())
+        self._run_discovery(commands)
+        self.server_time = parse_instant(self.found.result[TIME_KEY])
+        for part in self.parts:
+            part.discovered(self)
+        heads = {}
+        for part in self.parts:
+            for key, query in part.chains().items():
+                head = self.head(key, query)
+                if head is not None:
+                    heads[key] = (query, head)
+        self._packed = continue_chains(self.client, heads)
+
+    def _run_discovery(self, commands: Commands) -> None:
+        """Send the discovery commands (server.time first), again if server.time failed transiently."""
+        keys = list(commands)
+        for attempt in range(MAX_STALLED_RETRIES + 1):
+            self.found = Discovered({}, {}, {}, {})
+            for start in range(0, len(keys), BATCH_SIZE):
+                self.found.merge(self.client.batch({k: commands[k] for k in keys[start : start + BATCH_SIZE]}))
+            if TIME_KEY in self.found.result:
+                return
+            error = subcall_failure(self.client, "server.time", self.found.as_response(), TIME_KEY)
+            if not isinstance(error, TransientError) or attempt == MAX_STALLED_RETRIES:
+                raise error
+            log.warning("the discovery batch failed (%s); sending it again", error)
+            time.sleep(retry_delay(self.client, attempt + 1))
+
+    def result(self, key: str) -> Any:
+        """A discovery command's result, or None when it failed or was not sent."""
+        if key not in self.found.result or key in self.found.errors:
+            return None
+        return self.found.result[key]
+
+    def head(self, key: str, query: ListQuery) -> Page | None:
+        """The first page a chain got from the discovery batch, or None (failed there: fetch it again)."""
+        result = self.result(key)
+        return None if result is None else query.rows(result)
+
+    def failure(self, key: str, method: str) -> Bitrix24Error | None:
+        """The error a discovery command got, mapped by the client (None if it succeeded)."""
+        if key not in self.found.errors:
+            return None
+        return self.client.subcall_error(method, self.found.errors[key])
+
+    def chain_pages(self, key: str, query: ListQuery, prefix: str) -> Iterator[Page]:
+        """Every page of the chain that discovery command `key` started."""
+        return chain_pages(self.client, query, self.head(key, query), self._packed.pop(key, None), prefix)
+
+    def next_cursor(self) -> str:
+        assert self.server_time is not None, "discover() first"
+        return cursor_after_run(self.server_time, self.options.overlap_seconds)
