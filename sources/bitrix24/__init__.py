@@ -22,12 +22,10 @@ import dlt
 from dlt.extract import DltResource
 
 from .api import (
-    CLIENT_DEFAULTS,
     AuthError,
     Bitrix24Client,
     Bitrix24Credentials,
     Bitrix24Error,
-    ClientOptions,
     ClientStats,
     ConfigError,
     LeakyBucket,
@@ -35,7 +33,6 @@ from .api import (
     PlanError,
     ScopeError,
     TransientError,
-    client_for,
     configured_oauth_app,
     connect,
     redact,
@@ -120,12 +117,6 @@ def bitrix24(
     fields_max_age_hours: float = SYNC_DEFAULTS.fields_max_age_hours,
     reference_max_age_hours: float = SYNC_DEFAULTS.reference_max_age_hours,
     payment_sweep_hours: float = SYNC_DEFAULTS.payment_sweep_hours,
-    rate: float = CLIENT_DEFAULTS.rate,
-    burst: int = CLIENT_DEFAULTS.burst,
-    timeout: float = CLIENT_DEFAULTS.timeout,
-    max_retries: int = CLIENT_DEFAULTS.max_retries,
-    max_retry_seconds: float = CLIENT_DEFAULTS.max_retry_seconds,
-    allow_http: bool = CLIENT_DEFAULTS.allow_http,
     backfill_since: str | None = None,
     backfill_until: str | None = None,
     refresh_reference: bool = False,
@@ -134,8 +125,10 @@ def bitrix24(
 ) -> list[DltResource]:
     """Bitrix24 CRM. `resources` selects by name (default: all); `backfill_since/until` re-read a window of the
     change time without moving cursors; `refresh_reference` forces the reference tables (full refresh);
-    `client` shares a client that is already talking to this portal (one rate-limit bucket per portal);
-    `run` (a `SourceRun`) is filled with what the caller may want to know about this run."""
+    `client` shares a client that is already talking to this portal (one rate-limit bucket per portal), else
+    `connect` makes one from `credentials` and the client settings of `[sources.bitrix24]` (rate, burst,
+    timeout, max_retries, max_retry_seconds, allow_http); `run` (a `SourceRun`) is filled with what the caller
+    may want to know about this run."""
     state = SourceState.current()
     catalog = catalog_of(state)
     selected = catalog.select(resources)
@@ -149,9 +142,7 @@ def bitrix24(
         backfill=backfill,
     )
     if client is None:
-        client = client_for(
-            credentials, ClientOptions(rate, burst, timeout, max_retries, max_retry_seconds, allow_http)
-        )
+        client = connect(credentials=credentials)
     run = run if run is not None else SourceRun()
     run.catalog, run.client = catalog, client
     # Stages, pipelines and users are replaced whole: include them only when due, since a `replace` resource
