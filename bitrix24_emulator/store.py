@@ -373,7 +373,7 @@ class Store:
 
     def __init__(self, path: str, clock: Clock):
         self.clock = clock
-        self.tf = TimeFormat(clock.tz)
+        self.tf = TimeFormat(clock.tz, clock.time)
         self.lock = threading.RLock()
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA cache_size = -262144")

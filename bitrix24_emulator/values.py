@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
@@ -19,21 +20,29 @@ Formatter = Callable[[Any, int], Any]  # (stored value, record id) -> JSON value
 
 
 class TimeFormat:
-    """Formats and parses timestamps in the portal time zone (cached: records share seconds and days)."""
+    """Formats and parses timestamps in the portal time zone (cached: records share seconds and days).
 
-    def __init__(self, tz: tzinfo):
+    A date-only value is rendered as core-src's `ConvertDate` does: `date('c', localMidnight + date("Z"))`, where
+    `date("Z")` is the zone's offset at the time of the request, not on that date. So on a -09:00 portal
+    2024-08-30 is `2024-08-29T15:00:00-09:00`, and across a DST change the clock part is off by the hour."""
+
+    def __init__(self, tz: tzinfo, now: Callable[[], float] = time.time):
         self.tz = tz
+        self._now = now
         self.datetime = lru_cache(maxsize=1 << 16)(self._datetime)
-        self.date = lru_cache(maxsize=1 << 14)(self._date)
+        self._date_at = lru_cache(maxsize=1 << 14)(self._date)
         self._day_of_quarter = lru_cache(maxsize=1 << 18)(self._day_of_quarter_hour)
 
     def _datetime(self, ts: int) -> str:
         return datetime.fromtimestamp(ts, self.tz).isoformat()
 
-    def _date(self, day: str) -> str:
-        midnight = datetime.fromisoformat(day).replace(tzinfo=self.tz)
-        offset = midnight.utcoffset() or timedelta(0)
-        return (midnight + offset).isoformat()
+    def date(self, day: str) -> str:
+        offset = datetime.fromtimestamp(self._now(), self.tz).utcoffset() or timedelta(0)
+        return self._date_at(day, int(offset.total_seconds()))
+
+    def _date(self, day: str, offset_now: int) -> str:
+        local_midnight = datetime.fromisoformat(day).replace(tzinfo=self.tz).timestamp()
+        return datetime.fromtimestamp(local_midnight + offset_now, self.tz).isoformat()
 
     def day_of(self, ts: int) -> str:
         """The portal-local date of a unix time (cached per quarter hour: every UTC offset is a multiple)."""

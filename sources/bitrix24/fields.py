@@ -6,7 +6,8 @@ and date-only fields as a local midnight with an offset. Left to dlt's inference
 column hints and one converter per field, and coerces pages of rows with them:
 
 * `""`, `None` (and `False` in a non-boolean field) are NULL;
-* date-only fields keep the portal's calendar date (`value[:10]`), datetimes become aware datetimes;
+* date-only fields keep the portal's calendar date (`to_date`: also west of UTC), datetimes become aware
+  datetimes;
 * money becomes `<code>_amount` (decimal) and `<code>_currency` next to the raw `<code>` text;
 * enumerations keep their option ids (labels are in the `fields` table), also an id that is not among the
   field's options (a deleted option): kept, and counted;
@@ -23,8 +24,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import orjson
@@ -143,15 +145,32 @@ def to_bool(value: Any) -> bool:
     raise ValueError("not a boolean")
 
 
-def to_date(value: Any) -> date:
-    """The portal sends a date as its local midnight with an offset; the date part is the calendar date."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
+_NOON = time(12)
+
+
+def to_date(value: Any, offset_now: timedelta | None = None) -> date:
+    """The calendar date of a date-only value. The portal sends local midnight shifted by its zone's UTC offset
+    at the time of the request (core-src `date('c', localMidnight + date("Z"))`): `2024-08-30T03:00:00+03:00`
+    on a +03:00 portal, `2024-08-29T15:00:00-09:00` for 2024-08-30 on a -09:00 one. With that offset known
+    (`offset_now`, from the same batch's `server.time`) the local clock minus the offset is the local midnight,
+    exactly, also across a DST change or a zone's change of offset. Without it: at or west of UTC a clock past
+    noon belongs to the next day (off by an hour across DST, still right)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if not isinstance(value, str):
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        value = datetime.fromisoformat(text)
+    if not isinstance(value, datetime):
         raise TypeError(f"not a date: {type(value).__name__}")
-    return date.fromisoformat(value[:10])
+    if value.tzinfo is None:
+        return value.date()
+    if offset_now is not None:
+        return (value.replace(tzinfo=None) - offset_now).date()
+    if (value.utcoffset() or timedelta(0)) <= timedelta(0) and value.time() >= _NOON:
+        return value.date() + timedelta(days=1)
+    return value.date()
 
 
 def to_datetime(value: Any) -> datetime:
@@ -262,11 +281,18 @@ class CoercionReport:
 class FieldPlan:
     """Column hints and converters for one entity, built from its (trimmed) field metadata."""
 
-    def __init__(self, meta: Mapping[str, Mapping[str, Any]], existing: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        meta: Mapping[str, Mapping[str, Any]],
+        existing: Mapping[str, str] | None = None,
+        offset_now: timedelta | None = None,
+    ):
         """`existing`: field code -> data type of the column the destination already has. A column keeps its
         type when the portal changes the field's type (a field deleted and re-created under the same code):
-        values that do not fit it go to `<code>__raw`, instead of a hint the destination cannot apply."""
+        values that do not fit it go to `<code>__raw`, instead of a hint the destination cannot apply.
+        `offset_now`: the portal's UTC offset at the time of the run's requests (how it renders dates)."""
         existing = existing or {}
+        self._converters = {**_CONVERTERS, "date": partial(to_date, offset_now=offset_now)}
         self.specs: dict[str, FieldSpec] = {}
         for code, m in meta.items():
             multiple = bool(m.get("isMultiple")) or m.get("type") == "crm_multifield"
@@ -282,7 +308,7 @@ class FieldPlan:
         }
         # the hot path: single-valued fields other than money, converted by one function each
         self._scalar = {
-            code: _CONVERTERS[spec.kind]
+            code: self._converters[spec.kind]
             for code, spec in self.specs.items()
             if not spec.multiple and spec.kind != "money"
         }
@@ -356,7 +382,7 @@ class FieldPlan:
         if _is_empty(value, "list"):
             return []
         items = value if isinstance(value, list) else [value]
-        convert = _CONVERTERS[spec.kind]
+        convert = self._converters[spec.kind]
         typed: list[Any] = []
         for item in items:
             if _is_empty(item, spec.kind):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import dlt
@@ -33,6 +34,7 @@ class FieldMetadata(PlanPart):
         self.options = options
         self.entities = tuple(entities)
         self._plans: dict[str, FieldPlan] = {}
+        self.offset_now: timedelta | None = None  # the portal's offset in this run (how it renders dates)
         self.refreshed: set[str] = set()  # entities whose metadata was fetched in this run
 
     def first_calls(self) -> Commands:
@@ -48,6 +50,7 @@ class FieldMetadata(PlanPart):
         }
 
     def discovered(self, plan: RunPlan) -> None:
+        self.offset_now = plan.portal_offset
         for spec in self.entities:
             result = plan.result(fields_key(spec))
             if result is not None:
@@ -59,7 +62,9 @@ class FieldMetadata(PlanPart):
             if not cache:
                 self.refresh(spec)
             else:
-                self._plans[spec.resource] = FieldPlan(cache["meta"], _column_types(spec, cache["meta"]))
+                self._plans[spec.resource] = FieldPlan(
+                    cache["meta"], _column_types(spec, cache["meta"]), self.offset_now
+                )
         return self._plans[spec.resource]
 
     def metadata(self, spec: EntitySpec) -> dict[str, Any]:
@@ -80,7 +85,7 @@ class FieldMetadata(PlanPart):
             )
         meta = trim_meta(fields_result)
         SourceState.current().store_fields(spec.resource, meta, utc_now().isoformat())
-        self._plans[spec.resource] = FieldPlan(meta, _column_types(spec, meta))
+        self._plans[spec.resource] = FieldPlan(meta, _column_types(spec, meta), self.offset_now)
         self.refreshed.add(spec.resource)
 
 

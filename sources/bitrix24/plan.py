@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .api import BatchResponse, Bitrix24Client, Bitrix24Error, TransientError
@@ -159,6 +159,11 @@ class RunPlan:
     def chain_pages(self, key: str, query: ListQuery, prefix: str) -> Iterator[Page]:
         """Every page of the chain that discovery command `key` started."""
         return chain_pages(self.client, query, self.head(key, query), self._packed.pop(key, None), prefix)
+
+    @property
+    def portal_offset(self) -> timedelta | None:
+        """The portal's UTC offset at the time of this run (how it renders date-only values: `fields.to_date`)."""
+        return None if self.server_time is None else self.server_time.utcoffset()
 
     def next_cursor(self) -> str:
         assert self.server_time is not None, "discover() first"

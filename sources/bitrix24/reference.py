@@ -96,6 +96,7 @@ class ReferenceReader(PlanPart):
 
     def pages(self, plan: RunPlan) -> Iterator[list[dict[str, Any]]]:
         plan.discover()
+        self.plan = FieldPlan(self.spec.meta or {}, offset_now=plan.portal_offset)
         for key, method, params in self.spec.calls:
             for rows in self._offset_pages(plan, key, method, params):
                 report = CoercionReport()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -64,8 +64,10 @@ def kind(meta: dict[str, Any]) -> str:
     return "int" if meta.get("type") in _INT_TYPES else _KIND.get(str(meta.get("type")), "text")
 
 
-def canon(kind_: str, value: Any) -> Any:
-    """A comparable form of one value, from the API or from the warehouse."""
+def canon(kind_: str, value: Any, offset_now: timedelta | None = None) -> Any:
+    """A comparable form of one value, from the API or from the warehouse. A date-only value from the API is
+    the portal's local midnight plus the zone's offset at the time of the request (`offset_now`, read from the
+    portal's clock): taking that offset off again gives the calendar date, independently of the sync's rule."""
     if value is None or value == "" or (value is False and kind_ != "bool"):
         return None
     if kind_ == "int":
@@ -75,7 +77,12 @@ def canon(kind_: str, value: Any) -> Any:
     if kind_ == "bool":
         return value in (True, 1, "Y", "1", "true")
     if kind_ == "date":
-        return str(value)[:10] if not isinstance(value, date) else value.isoformat()
+        if isinstance(value, date):
+            return value.isoformat()
+        text = str(value)
+        if len(text) > 10 and offset_now is not None:
+            return (datetime.fromisoformat(text).replace(tzinfo=None) - offset_now).date().isoformat()
+        return text[:10]
     if kind_ == "ts":
         moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
         return moment.astimezone(UTC)
@@ -134,6 +141,7 @@ def _naming(pipeline: dlt.Pipeline) -> Any:
 def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec) -> None:
     """Root rows field by field, multi-fields and multiple fields as child tables; no duplicate IDs."""
     naming = _naming(pipeline)
+    offset_now = portal.clock.now().utcoffset()
     meta = spec.fields_of(portal.call(spec.fields_method, spec.base_params()))
     expected = {int(r[spec.id_field]): r for r in portal_list(portal, spec)}
     stored = query(pipeline, "SELECT * FROM {}", spec.resource)
@@ -155,7 +163,7 @@ def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec
                     code,
                     row,
                 )
-            assert canon(kind(m), got) == canon(kind(m), value), (
+            assert canon(kind(m), got) == canon(kind(m), value, offset_now), (
                 spec.resource,
                 api[spec.id_field],
                 code,
@@ -180,7 +188,7 @@ def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec
             if m.get("type") == "crm_multifield":
                 want = [(int(v["ID"]), v["VALUE_TYPE"], v["VALUE"]) for v in values]
             else:
-                want = [canon(kind(m), v) for v in values]
+                want = [canon(kind(m), v, offset_now) for v in values]
             assert got.get(entity_id, []) == want, (child, entity_id)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -75,6 +76,49 @@ def test_date_only_fields_keep_the_portals_calendar_day() -> None:
     """`2024-08-30T00:00:00+03:00` is 2024-08-29 in UTC; the date is the 30th whatever the offset."""
     for text in ("2024-08-30T00:00:00+03:00", "2024-08-30T10:00:00+10:00", "2024-08-30T00:00:00-05:00"):
         assert coerce({"BEGINDATE": text})[0]["BEGINDATE"] == date(2024, 8, 30)
+
+
+def portal_renders(day: str, zone: str, request_at: datetime) -> str:
+    """How a portal in `zone` sends a date-only value when asked at `request_at` (core-src `ConvertDate`:
+    `date('c', localMidnight + date("Z"))`, the offset being the zone's at the time of the request)."""
+    tz = ZoneInfo(zone)
+    offset_now = request_at.astimezone(tz).utcoffset() or timedelta(0)
+    local_midnight = datetime.fromisoformat(day).replace(tzinfo=tz).timestamp()
+    return datetime.fromtimestamp(local_midnight + offset_now.total_seconds(), tz).isoformat()
+
+
+@pytest.mark.parametrize(
+    "zone", ["Pacific/Honolulu", "America/Sao_Paulo", "UTC", "Europe/Moscow", "Pacific/Kiritimati"]
+)  # -10, -03, 0, +03, +14
+@pytest.mark.parametrize("day", ["2024-01-01", "2024-02-29", "2024-08-30", "2024-12-31"])
+def test_date_only_values_decode_to_the_calendar_day_in_every_zone(zone: str, day: str) -> None:
+    text = portal_renders(day, zone, datetime(2024, 6, 1, 12, tzinfo=UTC))
+    assert coerce({"BEGINDATE": text, "UF_CRM_DAYS": [text]})[0]["BEGINDATE"] == date.fromisoformat(day), text
+    assert coerce({"UF_CRM_DAYS": [text]})[0]["UF_CRM_DAYS"] == [date.fromisoformat(day)]
+
+
+@pytest.mark.parametrize("zone", ["America/Adak", "Europe/Berlin", "America/New_York", "Atlantic/Azores"])
+@pytest.mark.parametrize("asked", [datetime(2024, 1, 15, tzinfo=UTC), datetime(2024, 7, 15, tzinfo=UTC)])
+def test_date_only_values_decode_across_a_dst_change(zone: str, asked: datetime) -> None:
+    """Asked in winter about a summer date and the other way round: the clock part is off by the hour."""
+    for day in ("2024-03-10", "2024-03-31", "2024-08-30", "2024-11-03", "2024-12-30"):
+        text = portal_renders(day, zone, asked)
+        assert coerce({"BEGINDATE": text})[0]["BEGINDATE"] == date.fromisoformat(day), (zone, asked, text)
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("Pacific/Kiritimati", "1990-01-01"), ("America/Adak", "2024-08-30"), ("Europe/Berlin", "2024-03-31")],
+)
+def test_with_the_portals_offset_of_the_run_the_decode_is_exact(zone: str, day: str) -> None:
+    """Kiritimati was at -10 in 1990 and is at +14 now: only the offset of the request tells the day."""
+    asked = datetime(2026, 1, 15, tzinfo=UTC)
+    text = portal_renders(day, zone, asked)
+    plan = FieldPlan(META, offset_now=asked.astimezone(ZoneInfo(zone)).utcoffset())
+    assert coerce({"BEGINDATE": text, "UF_CRM_DAYS": [text]}, plan)[0] == {
+        "BEGINDATE": date.fromisoformat(day),
+        "UF_CRM_DAYS": [date.fromisoformat(day)],
+    }
 
 
 @pytest.mark.parametrize("empty", ["", None])
