@@ -27,6 +27,8 @@ from pathlib import Path
 
 import dlt
 from dlt.common.storages.load_package import PackageStorage
+from dlt.load.exceptions import LoadClientJobFailed
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.destinations import profile
 from sources.bitrix24 import REFERENCE_LISTS
@@ -77,6 +79,26 @@ def prepare_resume(pipeline: dlt.Pipeline) -> None:
     # the abort leaves it too; it survives a kill until a run has reloaded them.
     (Path(pipeline.working_dir) / RELOAD_MARKER).touch()
     pipeline.abort_packages()
+
+
+class UnloadableDataError(Exception):
+    """A package that normalize or the destination refused for good; it was set aside, the cursors rewound."""
+
+
+def never_loads(failed: PipelineStepFailed) -> bool:
+    """Normalize is local and deterministic: a package it refused once it refuses on every run. A load job the
+    destination refused as terminal likewise. Anything else (a connection) may succeed later: keep it."""
+    return failed.step == "normalize" or (failed.step == "load" and isinstance(failed.exception, LoadClientJobFailed))
+
+
+def set_aside(pipeline: dlt.Pipeline, failed: PipelineStepFailed) -> str:
+    """Abort every pending package: dlt rewinds the state to before them, so their data is read again by the
+    next extract (nothing is lost, nothing is loaded twice), and the reference tables are reloaded since a
+    `replace` table may have been truncated. Returns the reason, in one line."""
+    reason = (str(failed.exception).strip().splitlines() or [type(failed.exception).__name__])[-1][:300]
+    (Path(pipeline.working_dir) / RELOAD_MARKER).touch()
+    pipeline.abort_packages()
+    return reason
 
 
 def reference_lost(pipeline: dlt.Pipeline) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines.crash_repair import UnloadableDataError
 from pipelines.destinations import DestinationError
 from pipelines.runner import AlreadyRunningError
 from sources.bitrix24 import AuthError, Bitrix24Error, ConfigError, DateInputError, PlanError, ScopeError
@@ -62,6 +63,8 @@ def classify(error: BaseException) -> tuple[int, str]:
     if isinstance(error, AuthError):
         return EXIT_AUTH, f"{error} ({_AUTH_HINT})"
     if isinstance(error, DestinationError):
+        return EXIT_DESTINATION, str(error)
+    if isinstance(error, UnloadableDataError):  # set aside already: the message says the next run is clean
         return EXIT_DESTINATION, str(error)
     if isinstance(error, PipelineStepFailed) and error.step == "load":  # after check_destination passed
         cause = (str(error.exception).splitlines() or [""])[0][:300]

@@ -23,11 +23,14 @@ from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.crash_repair import (
+    UnloadableDataError,
     forget_normalized_extracts,
+    never_loads,
     prepare_resume,
     reference_lost,
     reference_reloaded,
     repair_if_marked,
+    set_aside,
 )
 from pipelines.deletes import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
 from pipelines.destinations import DestinationError, default_writer_settings, explain, profile
@@ -161,8 +164,18 @@ def finish_pending(pipeline: dlt.Pipeline) -> bool:
     pending = pipeline.has_pending_data
     if pending:
         log.warning("loading data a previous run left pending before syncing")
-        pipeline.normalize()
-        pipeline.load()
+        try:
+            pipeline.normalize()
+            pipeline.load()
+        except PipelineStepFailed as failed:
+            if not never_loads(failed):
+                raise
+            reason = set_aside(pipeline, failed)
+            log.warning(
+                "data a previous run left could not be %s (%s): it was set aside and is read again now",
+                "normalized" if failed.step == "normalize" else "loaded",
+                reason,
+            )
     repair_if_marked(pipeline)
     return pending
 
@@ -278,6 +291,12 @@ def _locked_sync(
         )
     except PipelineStepFailed as step_failed:
         failure = _portal_cause(step_failed)
+        if failure is None and never_loads(step_failed):
+            step = "normalize" if step_failed.step == "normalize" else "load into the destination"
+            failure = UnloadableDataError(
+                f"could not {step} this run's data ({set_aside(pipeline, step_failed)}); nothing was committed "
+                "and the cursors stayed: the next run reads the same data again (run with --debug to see more)"
+            )
         if failure is None:
             raise
     if failure is not None:

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 RAW_SUFFIX = "__raw"
+DECIMAL_PRECISION, DECIMAL_SCALE = 38, 9  # every decimal column: amounts up to 10**29, 9 decimals
 AMOUNT_SUFFIX = "_amount"
 CURRENCY_SUFFIX = "_currency"
 
@@ -65,7 +66,7 @@ _COLUMN_TYPE: dict[str, dict[str, Any]] = {
     "int": {"data_type": "bigint"},
     "enum": {"data_type": "bigint"},
     "double": {"data_type": "double"},
-    "decimal": {"data_type": "decimal"},
+    "decimal": {"data_type": "decimal", "precision": DECIMAL_PRECISION, "scale": DECIMAL_SCALE},
     "bool": {"data_type": "bool"},
     "date": {"data_type": "date"},
     "datetime": {"data_type": "timestamp", "timezone": True},
@@ -115,12 +116,22 @@ def to_int(value: Any) -> int:
 
 
 def to_decimal(value: Any) -> Decimal:
+    """An exact amount that fits the warehouse's decimal(38, 9) column, else ValueError (NULL plus `__raw`):
+    the portal stores money with 2 decimals, so 10 decimals (`0.1234567891`, or a float artefact such as
+    `0.00999999999476131`) or 30 integer digits are not amounts it means, and one such value must not stop a
+    load. An exponent form is written out (`1E+3` is 1000); `-0` is 0."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise TypeError(f"not a number: {type(value).__name__}")
     number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
     if not number.is_finite():
         raise ValueError("not a finite number")
-    return number
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -DECIMAL_SCALE or (number and number.adjusted() >= DECIMAL_PRECISION - DECIMAL_SCALE):
+        raise ValueError(f"does not fit decimal({DECIMAL_PRECISION}, {DECIMAL_SCALE})")
+    if exponent > 0:
+        number = number.quantize(Decimal(1))
+    return number.copy_abs() if number.is_zero() else number
 
 
 def to_double(value: Any) -> float:

@@ -6,14 +6,17 @@ portal's database holds them after imports, API writes without validation and fi
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dlt
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from bitrix24_emulator import Portal
 from sources.bitrix24 import Catalog
-from tests.e2e.syncutil import column_types, new_pipeline, portal_list, query, run
+from tests.e2e.syncutil import assert_entity_equal, column_types, new_pipeline, portal_list, query, run
 
 CATALOG = Catalog.for_portal()
 
@@ -121,3 +124,70 @@ def test_a_user_field_whose_type_changes_keeps_its_column_and_every_row(tmp_path
     assert (deals[10]["uf_crm_1699000001"], deals[11]["uf_crm_1699000001"]) == ("AB123", "77")
     spec = CATALOG.entity("deals")
     assert len(deals) == len(list(portal_list(portal, spec, [spec.id_field])))
+
+
+POISON = {  # money user field UF_CRM_1699000009 of deals 20..24: what each must load as (amount, text kept)
+    20: ("0.1234567891|EUR", None),  # 10 decimals: does not fit decimal(38, 9)
+    21: ("123456789012345678901234567890|RUB", None),  # 30 integer digits
+    22: ("-0|USD", Decimal("0")),  # a negative zero is zero
+    23: ("1E+3|EUR", Decimal("1000")),  # an exponent form is written out
+    24: ("1e-12|EUR", None),
+}
+
+
+def test_a_value_that_does_not_fit_a_decimal_column_never_blocks_the_pipeline(
+    tmp_path: Path, portal: Portal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Today's failure: normalize refused the package ("Rescaling Decimal value would cause data loss"), and every
+    later run failed on that pending package, even after the value was fixed on the portal."""
+    for deal_id, (text, _) in POISON.items():
+        poke(portal, "deal", deal_id, UF_CRM_1699000009=text)
+    poke(portal, "smart_invoice", 2, OPPORTUNITY=0.00999999999476131)  # a float-computed sum (crm.item: a number)
+    with portal.store.lock:
+        (payment_id,) = portal.store.conn.execute("SELECT min(ID) FROM payment").fetchone()
+        portal.store.conn.execute("UPDATE payment SET SUM = ? WHERE ID = ?", (0.00999999999476131, payment_id))
+    pipeline = new_pipeline(tmp_path, "duckdb")
+    with caplog.at_level(logging.WARNING, logger="bitrix24_sync"):
+        run(pipeline, portal, resources="deals,invoices,payments")
+
+    deals = by_id(pipeline, "deals", "uf_crm_1699000009", "uf_crm_1699000009_amount", "uf_crm_1699000009_currency")
+    for deal_id, (text, amount) in POISON.items():
+        assert (deals[deal_id]["uf_crm_1699000009"], deals[deal_id]["uf_crm_1699000009_amount"]) == (text, amount)
+    invoice = by_id(pipeline, "invoices", "opportunity", "opportunity__raw")[2]
+    assert invoice == {"id": 2, "opportunity": None, "opportunity__raw": "0.00999999999476131"}
+    paid = by_id(pipeline, "payments", "sum", "sum__raw")[payment_id]
+    assert (paid["sum"], paid["sum__raw"]) == (None, "0.00999999999476131")
+    warned = {r.args[0]: r.args[1] for r in caplog.records if "did not parse" in r.msg}
+    assert warned["deals"] == {"UF_CRM_1699000009": 3} and warned["invoices"] == {"opportunity": 1}
+
+    poke(portal, "deal", 20, UF_CRM_1699000009="0.12|EUR", DATE_MODIFY=int(portal.clock.time()))
+    report = run(pipeline, portal, resources="deals")
+    assert report.row_counts["deals"] == 1
+    fixed = by_id(pipeline, "deals", "uf_crm_1699000009_amount")[20]["uf_crm_1699000009_amount"]
+    assert fixed == Decimal("0.12")
+
+
+def test_a_pending_package_that_can_never_load_is_set_aside_and_its_data_read_again(
+    tmp_path: Path, portal: Portal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A package normalize refuses (here one of an older version's: a decimal the column cannot hold) used to fail
+    every later run; now the run sets it aside with one warning, rewinds the cursors and reads the data again."""
+    pipeline = new_pipeline(tmp_path, "duckdb")
+    run(pipeline, portal, resources="deals")
+    cursor = pipeline.state["sources"]["bitrix24"]["resources"]["deals"]["cursor"]
+    poison = dlt.resource(
+        [{"id": 1, "x": Decimal("0.1234567891")}],
+        name="deals",
+        columns={"x": {"data_type": "decimal", "precision": 38, "scale": 9}},
+    )
+    pipeline.extract(poison)
+    with pytest.raises(PipelineStepFailed):
+        pipeline.normalize()  # what every later run met first
+    assert pipeline.has_pending_data
+    with caplog.at_level(logging.WARNING, logger="bitrix24_sync"):
+        report = run(pipeline, portal, resources="deals")
+    assert any("set aside" in r.getMessage() for r in caplog.records)
+    assert not pipeline.has_pending_data and set(report.row_counts) <= {"fields", "fields__items", "deals"}
+    assert pipeline.state["sources"]["bitrix24"]["resources"]["deals"]["cursor"] >= cursor
+    spec = CATALOG.entity("deals")
+    assert_entity_equal(pipeline, portal, spec)
