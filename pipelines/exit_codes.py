@@ -6,6 +6,10 @@ Schedulers and monitoring branch on the code, so each class of failure has its o
 
 from __future__ import annotations
 
+import signal
+
+from dlt.common.exceptions import SignalReceivedException
+from dlt.common.runtime import signals
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.crash_repair import UnloadableDataError
@@ -41,17 +45,50 @@ HELP_TEXT = """exit codes:
   4  the portal failed after retries (rate limit, 5xx, network): run again later
   5  the destination failed (unreachable, wrong password, locked file)
   6  another run of this pipeline is in progress
-  7  run --portals: at least one portal failed (the summary lists each portal)"""
+  7  run --portals: at least one portal failed (the summary lists each portal)
+  130, 143  stopped by Ctrl-C (SIGINT) or SIGTERM at a safe point: nothing half-written, the next run goes on"""
 
 _AUTH_HINT = (
-    "check the webhook URL (sources.bitrix24.webhook_url / SOURCES__BITRIX24__WEBHOOK_URL) or the OAuth app "
-    "in [sources.bitrix24.oauth]"
+    "check the credential (sources.bitrix24.credentials: the webhook URL, or the OAuth app's settings)"
 )
+
+
+def stop_code() -> int:
+    """128 + the signal that stopped the run (130 for Ctrl-C, 143 for SIGTERM), as shells report it."""
+    received = signals.exception_for_signal() if signals.was_signal_received() else None
+    number = received.signal_code if isinstance(received, SignalReceivedException) else signal.SIGINT
+    return 128 + int(number)
+
+
+def stopped_message(error: BaseException, finished: bool = False) -> str:
+    code = getattr(error, "signal_code", signal.SIGINT)
+    name = "Ctrl-C" if code == signal.SIGINT else signal.Signals(code).name
+    if finished:
+        return f"stopped by {name} after the run had finished: everything was committed"
+    return (
+        f"stopped by {name} at a safe point: nothing was half-written; the next run goes on from where this one "
+        "stopped"
+    )
+
+
+def _stop_in(error: BaseException) -> BaseException | None:
+    """The signal (dlt's SignalReceivedException, or a second Ctrl-C's KeyboardInterrupt) behind an error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    return None
 
 
 def classify(error: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message (never a secret: our exceptions are built without them; an
     unexpected exception is named by its type only, since its text may quote a URL)."""
+    stop = _stop_in(error)
+    if stop is not None or signals.was_signal_received():
+        return stop_code(), stopped_message(stop or signals.exception_for_signal())
     if isinstance(error, AlreadyRunningError):
         return EXIT_BUSY, str(error)
     if isinstance(error, (ConfigError, DateInputError)):

@@ -38,6 +38,7 @@ from pipelines.partition import partition_by_portal
 from pipelines.run_log import append_run, run_record, utc_stamp
 from pipelines.run_meter import RunMeter
 from pipelines.views import drop_views, refresh_views
+from pipelines.warehouse_state import adopt_warehouse_state
 from sources.bitrix24 import (
     Backfill,
     Bitrix24Client,
@@ -55,6 +56,7 @@ from sources.bitrix24 import (
 log = logging.getLogger("bitrix24_sync.pipeline")
 
 PIPELINE_NAME = "bitrix24"
+DEFAULT_PIPELINES_DIR = Path(".dlt") / "pipelines"  # relative to the folder a command runs in
 DATASET_NAME = "bitrix24_crm"  # must differ from the pipeline name (DuckDB catalog/schema clash)
 Destination = Literal["duckdb", "postgres"]
 
@@ -85,10 +87,14 @@ def make_pipeline(
     """A pipeline into DuckDB (`duckdb_path`, default ./bitrix24.duckdb) or Postgres (`postgres_url`, default
     `destination.postgres.credentials` from dlt config), the two tested here; any other dlt destination by
     name (bigquery, snowflake, motherduck, filesystem, ...) takes its credentials from dlt config
-    (`destination.<name>.credentials`)."""
+    (`destination.<name>.credentials`).
+
+    Relative paths are this folder's: the DuckDB file is where the user says (dlt would resolve a relative path
+    against the folder of the pipeline's first run), and the state lives in `./.dlt/pipelines/` (the project's
+    `.dlt/`, beside the config dlt reads from this folder), unless `pipelines_dir` says otherwise."""
     default_writer_settings()
     if destination in ("duckdb", "postgres"):
-        path = str(duckdb_path or f"{pipeline_name}.duckdb")
+        path = str(Path(duckdb_path or f"{pipeline_name}.duckdb").expanduser().resolve())
         dest: Any = profile(destination).pipeline_destination(duckdb_path=path, postgres_url=postgres_url)
     else:
         dest = _other_destination(str(destination))
@@ -96,7 +102,7 @@ def make_pipeline(
         pipeline_name=pipeline_name,
         destination=dest,
         dataset_name=dataset_name,
-        pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
+        pipelines_dir=str(Path(pipelines_dir or DEFAULT_PIPELINES_DIR).expanduser().resolve()),
     )
 
 
@@ -263,7 +269,9 @@ def _locked_sync(
     meter: RunMeter,
     deletes: DeleteOptions,
 ) -> SyncReport:
+    pipeline.activate()  # the source reads the active pipeline's state: this one's, not the last one made
     check_destination(pipeline)
+    adopt_warehouse_state(pipeline)
     if full_refresh or pipeline.has_pending_data:  # a load that may drop tables: Postgres refuses under views
         drop_views(pipeline, pipeline_catalog(pipeline))
     finished = finish_pending(pipeline)
@@ -274,7 +282,15 @@ def _locked_sync(
         options["resources"] = list(resources) if not isinstance(resources, str) else resources
     if credentials is not None:
         options["credentials"] = credentials
-    source = bitrix24(client=run.client, refresh_reference=full_refresh or reference_lost(pipeline), run=run, **options)
+    catalog = pipeline_catalog(pipeline)
+    everything = not resources or set(catalog.select(resources)) == set(catalog.resources)
+    source = bitrix24(
+        client=run.client,
+        refresh_reference=full_refresh or reference_lost(pipeline),
+        rebind_portal=full_refresh and everything,  # every table is dropped: another portal may move in
+        run=run,
+        **options,
+    )
     assert run.catalog is not None and run.client is not None
     catalog, client = run.catalog, run.client
     selected = tuple(source.resources)

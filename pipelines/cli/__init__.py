@@ -18,8 +18,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from dlt.common.runtime import signals
+
 from pipelines.cli.common import Command, cli_logging, config_default, fail
-from pipelines.exit_codes import EXIT_DESTINATION, EXIT_USAGE, HELP_TEXT, classify
+from pipelines.exit_codes import EXIT_DESTINATION, EXIT_USAGE, HELP_TEXT, classify, stop_code, stopped_message
 
 __all__ = ["EXIT_DESTINATION", "EXIT_USAGE", "build_parser", "main"]  # the codes re-exported for callers
 
@@ -94,12 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, value)
     if args.progress_interval is None:
         args.progress_interval = float(config_default("progress_interval", 10.0))
-    with cli_logging(args.debug, args.quiet):
+    # SIGINT and SIGTERM (what cron, systemd and Kubernetes send) only set a flag: extraction stops at the next
+    # page (its state rolls back), normalize and load between jobs (the package stays pending and the next run
+    # finishes it). A second signal of the same kind stops at once.
+    with cli_logging(args.debug, args.quiet), signals.intercepted_signals():
         try:
-            return int(args.run(args))
-        except Exception as error:  # every failure ends here: one line, one exit code (pipelines/exit_codes.py)
+            code = int(args.run(args))
+        except (Exception, KeyboardInterrupt) as error:  # every failure ends here: one line, one exit code
             code, message = classify(error)
             return fail(args, message, code)
+        if signals.was_signal_received():  # it came after the last safe point: the work is complete
+            return fail(args, stopped_message(signals.exception_for_signal(), finished=True), stop_code())
+        return code
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def destination_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pipelines-dir",
         default=config_default("pipelines_dir", None),
-        help="where dlt keeps pipeline state and the run log (default: ~/.dlt/pipelines)",
+        help="where dlt keeps pipeline state and the run log (default: ./.dlt/pipelines; `status` shows it)",
     )
     parser.add_argument(
         "--resources", help=f"comma-separated, from: {', '.join(Catalog.for_portal().resources)} (and smart processes)"

@@ -43,6 +43,8 @@ def status_report(pipeline: dlt.Pipeline, now: datetime | None = None) -> dict[s
         "pipeline": pipeline.pipeline_name,
         "destination": pipeline.destination.destination_name if pipeline.destination else None,
         "dataset": pipeline.dataset_name,
+        "portal": state.portal(),
+        "state": str(pipeline.working_dir),
         "run_log": str(run_log_path(pipeline.working_dir)),
         "runs_recorded": len(runs),
         "last_run": _last_run(last),
@@ -71,7 +73,11 @@ def _headroom(last: dict[str, Any] | None, now: datetime) -> dict[str, Any] | No
 
 def status_lines(report: dict[str, Any]) -> list[str]:
     last = report["last_run"]
-    lines = [f"pipeline {report['pipeline']} -> {report['destination']} dataset {report['dataset']}"]
+    lines = [
+        f"pipeline {report['pipeline']} -> {report['destination']} dataset {report['dataset']}"
+        + (f", portal {report['portal']}" if report["portal"] else ""),
+        f"state in {report['state']}",
+    ]
     if last is None:
         lines.append(f"no runs recorded yet ({report['run_log']})")
     else:

@@ -43,7 +43,7 @@ from .fields import AMOUNT_SUFFIX, CURRENCY_SUFFIX, FIELDS_TABLE_COLUMNS
 from .metadata import FieldMetadata
 from .paging import BATCH_SIZE, PAGE_SIZE
 from .payments import PAYMENT_PLAN, PaymentCoverage, PaymentReader
-from .plan import SYNC_DEFAULTS, PlanPart, RunPlan, SyncOptions
+from .plan import SYNC_DEFAULTS, PlanPart, PortalMismatchError, RunPlan, SyncOptions
 from .portal_ids import PortalScan
 from .reference import ReferenceReader, fields_rows, reference_due, reference_lists
 from .state import SourceState
@@ -70,6 +70,7 @@ __all__ = [
     "LeakyBucket",
     "OAuthAuth",
     "PaymentCoverage",
+    "PortalMismatchError",
     "PortalScan",
     "ScopeError",
     "SourceRun",
@@ -120,6 +121,7 @@ def bitrix24(
     backfill_since: str | None = None,
     backfill_until: str | None = None,
     refresh_reference: bool = False,
+    rebind_portal: bool = False,
     client: Any = None,
     run: Any = None,
 ) -> list[DltResource]:
@@ -128,7 +130,8 @@ def bitrix24(
     `client` shares a client that is already talking to this portal (one rate-limit bucket per portal), else
     `connect` makes one from `credentials` and the client settings of `[sources.bitrix24]` (rate, burst,
     timeout, max_retries, max_retry_seconds, allow_http); `run` (a `SourceRun`) is filled with what the caller
-    may want to know about this run."""
+    may want to know about this run. A pipeline's state belongs to one portal: another portal is refused unless
+    `rebind_portal` (a full refresh of every resource, which drops the other portal's tables first)."""
     state = SourceState.current()
     catalog = catalog_of(state)
     selected = catalog.select(resources)
@@ -176,7 +179,7 @@ def bitrix24(
             wanted.append((listed.pages, name, "replace", listed.plan.columns(), None))
     if FIELDS in selected:
         wanted.append((lambda plan: fields_rows(plan, metadata), FIELDS, "replace", FIELDS_TABLE_COLUMNS, None))
-    plan = RunPlan(client, options, parts)
+    plan = RunPlan(client, options, parts, rebind_portal=rebind_portal)
     return [_resource(plan, *item) for item in wanted]
 
 

@@ -13,13 +13,13 @@ bounded number of times without progress) or raises.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from .api import BatchResponse, Bitrix24Client, Bitrix24Error, TransientError
+from .api.client import pause
 
 log = logging.getLogger("bitrix24_sync.paging")
 
@@ -115,7 +115,7 @@ def keyset_pages(
     first_page: Page | None = None,
     after: Any = DEFAULT_START_ID,
     prefix: str = "p",
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = pause,
 ) -> Iterator[Page]:
     """Yield every page of `query` after id `after`, 2,500 rows per request. `first_page` is a page already
     fetched (by the discovery batch) starting after `after`."""
@@ -184,7 +184,7 @@ def batch_calls(
     client: Bitrix24Client,
     commands: Mapping[str, tuple[str, Mapping[str, Any]]],
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = pause,
 ) -> dict[str, CallResult]:
     """Run independent commands, 50 per request; failed sub-calls are re-sent (bounded) when transient and
     raised otherwise. Results come back keyed like `commands`."""

@@ -13,13 +13,13 @@ therefore costs exactly one HTTP request.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .api import BatchResponse, Bitrix24Client, Bitrix24Error, TransientError
+from .api import BatchResponse, Bitrix24Client, Bitrix24Error, ConfigError, TransientError
+from .api.client import pause
 from .packing import chain_pages, continue_chains
 from .paging import (
     BATCH_SIZE,
@@ -31,6 +31,7 @@ from .paging import (
     retry_delay,
     subcall_failure,
 )
+from .state import SourceState
 from .window import Backfill, cursor_after_run, parse_instant
 
 log = logging.getLogger("bitrix24_sync.source")
@@ -58,6 +59,15 @@ class SyncOptions:
 
 
 SYNC_DEFAULTS = SyncOptions()
+
+
+class PortalMismatchError(ConfigError):
+    """The pipeline's state (and warehouse) belongs to another portal."""
+
+
+def portal_of(client: Bitrix24Client) -> str:
+    """The portal a client talks to (`host[:port]`)."""
+    return str(getattr(client.auth, "portal", client.auth.host))
 
 
 class PlanPart:
@@ -97,8 +107,11 @@ class Discovered:
 class RunPlan:
     """What one run knows: the portal's time, the discovery results, the chains' shared continuation."""
 
-    def __init__(self, client: Bitrix24Client, options: SyncOptions, parts: Sequence[PlanPart]):
+    def __init__(
+        self, client: Bitrix24Client, options: SyncOptions, parts: Sequence[PlanPart], rebind_portal: bool = False
+    ):
         self.client = client
+        self.rebind_portal = rebind_portal
         self.options = options
         self.parts = tuple(parts)
         self.server_time: datetime | None = None
@@ -113,6 +126,7 @@ class RunPlan:
         for part in self.parts:
             commands.update(part.first_calls())
         self._run_discovery(commands)
+        self._bind_portal()
         self.server_time = parse_instant(self.found.result[TIME_KEY])
         for part in self.parts:
             part.discovered(self)
@@ -123,6 +137,20 @@ class RunPlan:
                 if head is not None:
                     heads[key] = (query, head)
         self._packed = continue_chains(self.client, heads)
+
+    def _bind_portal(self) -> None:
+        """A pipeline's state, and so its warehouse, belongs to one portal: checked once the portal has answered
+        (a wrong URL reports itself first), before any page is yielded; bound on the first run, or anew by a
+        full refresh of every resource."""
+        state, portal = SourceState.current(), portal_of(self.client)
+        bound = state.portal()
+        if bound and bound != portal and not self.rebind_portal:
+            raise PortalMismatchError(
+                f"this pipeline's warehouse holds the portal {bound}, not {portal}: never mixed; for {portal} use "
+                "another dataset or pipeline (--duckdb-path, --pipelines-dir, or run --portals for several), or run "
+                f"--full-refresh to replace {bound}'s data with {portal}'s"
+            )
+        state.bind_portal(portal)
 
     def _run_discovery(self, commands: Commands) -> None:
         """Send the discovery commands (server.time first), again if server.time failed transiently."""
@@ -137,7 +165,7 @@ class RunPlan:
             if not isinstance(error, TransientError) or attempt == MAX_STALLED_RETRIES:
                 raise error
             log.warning("the discovery batch failed (%s); sending it again", error)
-            time.sleep(retry_delay(self.client, attempt + 1))
+            pause(retry_delay(self.client, attempt + 1))
 
     def result(self, key: str) -> Any:
         """A discovery command's result, or None when it failed or was not sent."""

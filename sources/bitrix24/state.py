@@ -9,6 +9,7 @@ with the tables, and dlt commits it with the load package (a failed extract roll
     resources.payments.last_payment_id        the sale keyset's position
     resources.payments.last_sweep             when every payment was last re-read
     resources.<reference list>.loaded_at      when stages / pipelines / users were last reloaded
+    portal                                    the portal the state belongs to (`host[:port]`)
 
 Inside an extraction the source reads and writes the live state (`SourceState.current()`); the runner,
 `status` and `check` read a pipeline's stored state (`SourceState.of_pipeline(pipeline.state)`).
@@ -47,6 +48,15 @@ class SourceState:
         if self._writable:
             return self._state.setdefault("resources", {}).setdefault(name, {})  # type: ignore[attr-defined]
         return dict(self._state.get("resources", {}).get(name) or {})
+
+    # ------------------------------------------------------------------ the portal
+
+    def portal(self) -> str | None:
+        """The portal this state (and so the warehouse it describes) belongs to: its address."""
+        return self._state.get("portal")
+
+    def bind_portal(self, portal: str) -> None:
+        self._state["portal"] = portal  # type: ignore[index]
 
     # ------------------------------------------------------------------ CRM entities
 

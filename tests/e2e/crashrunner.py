@@ -94,14 +94,16 @@ class Crash:
         self.events = open(events_path, "a", buffering=1) if events_path else None  # noqa: SIM115 (lives as long as the process)
         self.phase = "setup"
         self.counts: Counter[str] = Counter()
+        # CRASH_SIGNAL=SIGTERM or SIGINT: what cron, systemd or a user send, instead of a kill
+        self.signal = getattr(signal, os.environ.get("CRASH_SIGNAL") or "SIGKILL")
 
     def event(self, kind: str) -> None:
-        keys = (self.phase, f"{self.phase}/{kind.partition('.')[0]}", f"{self.phase}/{kind}")
+        keys = tuple(dict.fromkeys((self.phase, f"{self.phase}/{kind.partition('.')[0]}", f"{self.phase}/{kind}")))
         self.counts.update(keys)
         if self.events is not None:
             self.events.write(" ".join(keys) + "\n")
         if self.target is not None and self.target[0] in keys and self.counts[self.target[0]] == self.target[1]:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signal)
 
 
 def _before(crash: Crash, kind: str, function: Callable[..., Any]) -> Callable[..., Any]:

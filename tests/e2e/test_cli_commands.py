@@ -83,10 +83,11 @@ def test_quiet_prints_nothing_and_status_shows_the_run(
     assert main(["status", "--json", *where(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {
-        "schema", "pipeline", "destination", "dataset", "run_log", "runs_recorded", "last_run", "resources",
-        "rate_limit",
+        "schema", "pipeline", "destination", "dataset", "portal", "state", "run_log", "runs_recorded", "last_run",
+        "resources", "rate_limit",
     }  # fmt: skip
     assert report["runs_recorded"] == 1 and report["last_run"]["ok"] is True
+    assert report["portal"] == webhook.split("/")[2] and Path(report["state"]).is_dir()
     deals = report["resources"]["deals"]
     assert set(deals) == {"cursor", "last_run_at", "last_run_ok", "rows", "requests", "retries", "seconds", "error"}
     assert deals["rows"] == SMALL_PORTAL["deals"] and deals["cursor"] and deals["error"] is None

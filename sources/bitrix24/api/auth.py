@@ -18,6 +18,7 @@ class Auth(Protocol):
     """What the client needs from an authentication method (webhook now; OAuth later with the same shape)."""
 
     host: str
+    portal: str  # the portal's identity: its address, `host[:port]` (what a warehouse is bound to)
     secrets: tuple[str, ...]
 
     def url_for(self, method: str) -> str: ...
@@ -69,6 +70,7 @@ class WebhookAuth:
                 "use https:// (the allow_http setting permits plain http on a trusted network)"
             )
         self.host = host
+        self.portal = portal_address(parts.hostname, parts.port)
         self.user_id = int(segments[1])
         self.base_url = f"{parts.scheme}://{parts.netloc}/rest/{segments[1]}/{code}/"
         self.secrets: tuple[str, ...] = (code,)
@@ -87,6 +89,11 @@ class WebhookAuth:
 
     def __repr__(self) -> str:
         return f"WebhookAuth({self.redact(self.base_url)!r})"
+
+
+def portal_address(host: str | None, port: int | None) -> str:
+    """`host[:port]`, lower case: the same portal however its URL was typed."""
+    return f"{(host or '').lower()}:{port}" if port else (host or "").lower()
 
 
 def is_loopback(host: str) -> bool:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import requests
+from dlt.common.runtime import signals
 
 from .auth import Auth
 from .bucket import LeakyBucket
@@ -115,6 +116,12 @@ _HEADERS = {
     "Accept": "application/json",
     "User-Agent": "bitrix24-sync",
 }
+
+
+def pause(seconds: float) -> None:
+    """A backoff wait that a stop request (SIGINT/SIGTERM under dlt's signal interception) ends at once."""
+    signals.sleep(seconds)
+    signals.raise_if_signalled()
 
 
 class Bitrix24Client:
@@ -251,7 +258,7 @@ class Bitrix24Client:
                 "%s",
                 self.auth.redact(f"{method}: {outcome.detail}; retry {attempts}/{self.max_retries} in {delay:.2f}s"),
             )
-            time.sleep(delay)
+            pause(delay)
 
     def _attempt(self, method: str, payload: dict[str, Any]) -> Outcome:
         body = orjson.dumps({**payload, **self.auth.params()}, option=orjson.OPT_NON_STR_KEYS, default=_json_default)

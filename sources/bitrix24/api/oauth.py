@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 
-from .auth import is_loopback
+from .auth import is_loopback, portal_address
 from .errors import AuthError, Bitrix24Error, ConfigError, TransientError
 from .redaction import redact
 from .token_store import TokenPair, TokenStore
@@ -84,6 +84,8 @@ class OAuthAuth:
         if refresh_token and authorization_code:
             raise ConfigError(f"give either refresh_token or authorization_code in {CONFIG_SECTION}, not both")
         self.client_endpoint, self.host = _rest_base(client_endpoint, allow_http)
+        endpoint = urlsplit(self.client_endpoint)
+        self.portal = portal_address(endpoint.hostname, endpoint.port)
         self.portal_url = self.client_endpoint[: -len("rest/")]
         self.token_endpoint = _token_endpoint(token_endpoint, allow_http)
         self.client_id = client_id

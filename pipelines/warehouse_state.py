@@ -1,0 +1,58 @@
+"""The pipeline's local state must be the state of the warehouse it describes.
+
+dlt keeps a pipeline's state in its working folder and a copy in every load package (`_dlt_pipeline_state` in the
+warehouse). The working folder is found by pipeline name, so the same name from another folder, a warehouse file
+deleted to start over, or another machine loading the same warehouse leaves a local state that describes some
+other warehouse: its cursors would skip everything the new warehouse never got. Before a run, with no package
+pending, the local state's hash must be the newest state the warehouse holds for this pipeline. If it is not, the
+local state is dropped and the warehouse's own state restored (none: a full load). One query per run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dlt
+
+log = logging.getLogger("bitrix24_sync.pipeline")
+
+
+def warehouse_state_hash(pipeline: dlt.Pipeline) -> str | None:
+    """The hash of the newest state this pipeline loaded into the warehouse (None: none there)."""
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return None
+        table = client.make_qualified_table_name(pipeline.default_schema.state_table_name)
+        try:
+            rows = client.execute_sql(
+                f"SELECT version_hash FROM {table} WHERE pipeline_name = %s ORDER BY created_at DESC, version DESC "
+                "LIMIT 1",
+                pipeline.pipeline_name,
+            )
+        except Exception:  # no state table yet (a dataset of other tables): nothing of this pipeline there
+            return None
+    return rows[0][0] if rows else None
+
+
+def adopt_warehouse_state(pipeline: dlt.Pipeline) -> bool:
+    """Drop a local state that is not the warehouse's (see the module docstring); True when it was dropped."""
+    if pipeline.first_run or pipeline.has_pending_data or not pipeline.default_schema_name:
+        return False
+    try:
+        remote = warehouse_state_hash(pipeline)
+    except NotImplementedError:  # a destination without SQL (filesystem): dlt's own restore rules apply
+        return False
+    local = pipeline.state.get("_version_hash")
+    if remote == local:
+        return False
+    log.warning(
+        "the local state of pipeline %s (%s) is not the state of this warehouse (%s): %s",
+        pipeline.pipeline_name,
+        pipeline.working_dir,
+        pipeline.dataset_name,
+        "restoring the warehouse's own state" if remote else "the warehouse holds none, so this run loads everything",
+    )
+    pipeline.drop()
+    pipeline.activate()
+    pipeline.sync_destination()
+    return True
