@@ -109,8 +109,18 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@]+@", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def hide_passwords(text: str) -> str:
+    """`postgresql://user:***@host` and `password=***`: a database URL in a message or a log keeps its password."""
+    return _DSN_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+
+
 def explain(text: str) -> str:
-    """`reason (fix)` in one line, from a destination error's text."""
+    """`reason (fix)` in one line, from a destination error's text, without a password."""
+    text = hide_passwords(text)
     match = _REASON.search(text)
     reason = (match.group(1) if match else text).strip().splitlines()
     first = reason[0].strip() if reason else ""

@@ -9,6 +9,7 @@ package behind), and only then the source runs.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -33,7 +34,7 @@ from pipelines.crash_repair import (
     set_aside,
 )
 from pipelines.deletes import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
-from pipelines.destinations import DestinationError, default_writer_settings, explain, profile
+from pipelines.destinations import DestinationError, default_writer_settings, explain, hide_passwords, profile
 from pipelines.partition import partition_by_portal
 from pipelines.run_log import append_run, run_record, utc_stamp
 from pipelines.run_meter import RunMeter
@@ -93,6 +94,8 @@ def make_pipeline(
     against the folder of the pipeline's first run), and the state lives in `./.dlt/pipelines/` (the project's
     `.dlt/`, beside the config dlt reads from this folder), unless `pipelines_dir` says otherwise."""
     default_writer_settings()
+    pipelines_dir = Path(pipelines_dir or DEFAULT_PIPELINES_DIR).expanduser().resolve()
+    check_working_folder(pipelines_dir / pipeline_name)
     if destination in ("duckdb", "postgres"):
         path = str(Path(duckdb_path or f"{pipeline_name}.duckdb").expanduser().resolve())
         dest: Any = profile(destination).pipeline_destination(duckdb_path=path, postgres_url=postgres_url)
@@ -102,8 +105,32 @@ def make_pipeline(
         pipeline_name=pipeline_name,
         destination=dest,
         dataset_name=dataset_name,
-        pipelines_dir=str(Path(pipelines_dir or DEFAULT_PIPELINES_DIR).expanduser().resolve()),
+        pipelines_dir=str(pipelines_dir),
     )
+
+
+def check_working_folder(working_dir: Path) -> None:
+    """dlt's state and schema files must be readable JSON (an editor, a full disk or a copy cut short can leave
+    them empty or cut off); dlt itself fails on them with a bare JSONDecodeError on every run. The warehouse
+    keeps a copy of the state with every load, so the way out is safe and costs nothing but re-reading what a
+    pending package held."""
+    for path in (working_dir / "state.json", *sorted((working_dir / "schemas").glob("*.json"))):
+        problem = ""
+        try:
+            content = path.read_bytes() if path.is_file() else None
+            if content is not None:
+                problem = "empty" if not content.strip() else ""
+                json.loads(content or b"null")
+        except (ValueError, UnicodeDecodeError):
+            problem = problem or "not valid JSON"
+        except OSError as error:
+            problem = error.strerror or type(error).__name__
+        if problem:
+            raise ConfigError(
+                f"the pipeline's {path.name} ({path}) is {problem}: the warehouse keeps the state, so it is safe to "
+                f"move the folder aside and run again (mv {working_dir} {working_dir}.broken): the state is restored "
+                "from the warehouse, and only data a run had not loaded yet is read again"
+            )
 
 
 def _other_destination(name: str) -> Any:
@@ -151,6 +178,13 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
     try:
         with pipeline.sql_client() as client:
             client.execute_sql("SELECT 1")
+            foreign = _foreign_tables(client, pipeline.dataset_name)
+        if foreign:
+            message = (
+                f"its dataset {pipeline.dataset_name} already holds tables that no dlt pipeline made "
+                f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}): choose another --duckdb-path or "
+                "database, or move those tables out of the way; nothing was written"
+            )
     except ConfigFieldMissingException:
         message = (
             "no credentials: set destination.postgres.credentials in .dlt/secrets.toml (or "
@@ -160,6 +194,15 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
         message = explain(str(error)) if str(error) else type(error).__name__
     if message is not None:  # raised outside the except block: no driver exception chained to it
         raise DestinationError(f"cannot use the {pipeline.destination.destination_name} destination: {message}")
+
+
+def _foreign_tables(client: Any, dataset: str) -> list[str]:
+    """Tables of a dataset dlt never loaded (it has no `_dlt_loads`): loading into them would fail half-way."""
+    rows = client.execute_sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", dataset
+    )
+    names = [name for (name,) in rows or []]
+    return [] if not names or "_dlt_loads" in names else names
 
 
 def finish_pending(pipeline: dlt.Pipeline) -> bool:
@@ -241,7 +284,7 @@ def _record_run(
     error: BaseException | None,
 ) -> None:
     if error is not None and isinstance(error, (Bitrix24Error, ConfigError, DestinationError, DateInputError)):
-        failure: tuple[str, str] | None = (type(error).__name__, (str(error).splitlines() or [""])[0])
+        failure: tuple[str, str] | None = (type(error).__name__, hide_passwords((str(error).splitlines() or [""])[0]))
     else:  # an unexpected exception's text may quote a URL: its type only
         failure = None if error is None else (type(error).__name__, type(error).__name__)
     record = run_record(

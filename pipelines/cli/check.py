@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipelines.cli.common import CHECK_RETRIES, Command, destination_options, pipeline_from
+from pipelines.destinations import DestinationError
 from pipelines.runner import check_destination, pipeline_catalog
 from sources.bitrix24 import PAYMENTS, Bitrix24Client, Catalog, ScopeError, connect, count_params
 
@@ -149,8 +152,18 @@ def run(args: argparse.Namespace) -> int:
     notes = [f"; no {s}: {why}" for s, why in OPTIONAL_SCOPES.items() if s not in have]
     print(f"{'scopes':<12} {', '.join(have)}{''.join(notes)}")
     pipeline = pipeline_from(args)
-    check_destination(pipeline)
-    print(f"{'destination':<12} {pipeline.destination.destination_name} dataset {pipeline.dataset_name}: ok")
+    warehouse = Path(args.duckdb_path).expanduser().resolve()
+    if pipeline.destination.destination_name == "duckdb" and not warehouse.exists():
+        # opening it would create an empty file: check only that the first run can create it
+        folder = warehouse.parent
+        if not (folder.is_dir() and os.access(folder, os.W_OK)):
+            raise DestinationError(
+                f"cannot use the duckdb destination: the folder {folder} does not exist or is read-only"
+            )
+        print(f"{'destination':<12} duckdb {warehouse}: does not exist yet, the first run creates it")
+    else:
+        check_destination(pipeline)
+        print(f"{'destination':<12} {pipeline.destination.destination_name} dataset {pipeline.dataset_name}: ok")
     found = inventory(client, pipeline_catalog(pipeline), with_sale="sale" in have)
     print("\nwhat the portal has (row counts from list totals: one request, a COUNT per entity on the portal):")
     for line in estimate_lines(found, client.bucket.rate, client.bucket.burst + 1):

@@ -112,7 +112,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = status_report(pipeline_from(args))
+    pipeline = pipeline_from(args)
+    report = status_report(pipeline)
+    if args.resources:  # only these, and a name that is not a resource is a mistake
+        chosen = catalog_of(SourceState.of_pipeline(pipeline.state)).select(args.resources)
+        report["resources"] = {name: r for name, r in report["resources"].items() if name in chosen}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

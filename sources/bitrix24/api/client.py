@@ -241,7 +241,8 @@ class Bitrix24Client:
                 raise self._exception(
                     method,
                     outcome,
-                    f"{outcome.detail}; gave up after {attempts} attempts: check the host name and port in the URL",
+                    f"{outcome.detail}; gave up after {attempts} attempts"
+                    + ("" if "check" in outcome.detail else ": check the host name and port in the URL"),
                     UnreachableError,
                 )
             if attempts > self.max_retries or elapsed + delay > self.max_retry_seconds:
@@ -272,8 +273,8 @@ class Bitrix24Client:
             response = self._session.post(url, data=body, headers=_HEADERS, timeout=self.timeout, allow_redirects=False)
         except TRANSPORT_ERRORS as exc:
             return network_outcome(exc, self.auth.host, self.timeout)
-        self._answered = True
         if response.is_redirect:
+            self._answered = True
             target = urlsplit(response.headers.get("Location", "")).hostname or "another address"
             return Outcome(
                 FAIL,
@@ -283,6 +284,7 @@ class Bitrix24Client:
                 f"{response.status_code}): it was probably renamed; update the webhook URL",
             )
         outcome = interpret(response.status_code, response.content)
+        self._answered = self._answered or not outcome.unreachable  # a web page is not the portal answering
         log.debug(
             "%s: HTTP %d, %d bytes, %s",
             method,

@@ -149,6 +149,15 @@ def interpret(status: int, content: bytes) -> Outcome:
     if status == 200:
         if isinstance(body, dict) and "result" in body:
             return Outcome("ok", envelope=body, status=status)
+        if body is None and content.lstrip()[:1] == b"<":  # a login page, a parked domain: not a REST API
+            return Outcome(
+                RETRY,
+                reason="bad_response",
+                status=status,
+                detail="the address answers with a web page, not the Bitrix24 REST API (a login page or another "
+                "site?): check the webhook URL",
+                unreachable=True,
+            )
         return Outcome(
             RETRY,
             reason="bad_response",
@@ -218,7 +227,14 @@ def network_outcome(exc: BaseException, host: str, timeout: float) -> Outcome:
             detail=f"the portal {host} did not answer within {timeout:g}s",
         )
     elif has(urllib3.exceptions.SSLError, requests.exceptions.SSLError):
-        reason = "TLS handshake failed"
+        return Outcome(
+            RETRY,
+            reason="connection",
+            error_class=TransientError,
+            detail=f"the TLS handshake with {host} failed: check the URL's scheme and port (an address that serves "
+            "plain http needs http://)",
+            unreachable=True,
+        )
     elif has(ConnectionResetError):
         return _connection_broke(host, "the connection was reset")
     elif has(http.client.RemoteDisconnected):
