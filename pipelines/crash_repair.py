@@ -36,6 +36,7 @@ from sources.bitrix24 import REFERENCE_LISTS
 log = logging.getLogger("bitrix24_sync.pipeline")
 
 MARKER = "bitrix24-sync-repair-duplicates"
+ABORT_MARKER = "bitrix24-sync-aborting"
 RELOAD_MARKER = "bitrix24-sync-reload-reference"
 
 
@@ -67,6 +68,7 @@ def prepare_resume(pipeline: dlt.Pipeline) -> None:
     instead of inserting twice) abort it: dlt rewinds the local state to before it and this run reads its
     window again. What it had merged stays (real data); its state row is never restored from the destination,
     since an aborted package gets no `_dlt_loads` row. An abort a killed run began is finished the same way."""
+    finish_cleanup(pipeline)
     aborting = abort_interrupted(pipeline)
     if not aborting and not half_loaded(pipeline):
         return
@@ -78,7 +80,36 @@ def prepare_resume(pipeline: dlt.Pipeline) -> None:
     # they are fresh: read them again whether due or not. Written before the abort, so that a run killed during
     # the abort leaves it too; it survives a kill until a run has reloaded them.
     (Path(pipeline.working_dir) / RELOAD_MARKER).touch()
+    abort_pending(pipeline)
+
+
+def abort_pending(pipeline: dlt.Pipeline) -> None:
+    """dlt's `abort_packages`, made safe against a kill: dlt first completes the aborted package (moves it to
+    `loaded/`) and only then rewinds the local state to before it. Killed in between, the package no longer looks
+    pending and the state keeps the cursors of data that was never merged. So the package's id is written down
+    first; `finish_cleanup` completes the rewind on the next run."""
+    plan = pipeline.abort_packages(dry_run=True)
+    if plan is None:
+        return
+    aborted = (plan["package_to_abort"] or {}).get("load_id") or plan["restore_from_load_id"]
+    marker = Path(pipeline.working_dir) / ABORT_MARKER
+    marker.write_text(aborted)
     pipeline.abort_packages()
+    marker.unlink(missing_ok=True)
+
+
+def finish_cleanup(pipeline: dlt.Pipeline) -> None:
+    """Complete an abort that a killed run left between dlt's move of the package and its state rewind."""
+    marker = Path(pipeline.working_dir) / ABORT_MARKER
+    if not marker.exists():
+        return
+    aborted = marker.read_text().strip()
+    if aborted in pipeline.list_completed_load_packages():
+        log.warning("a killed run left an abort unfinished: rewinding the state to before package %s", aborted)
+        pipeline._cleanup_aborted_package(aborted)
+    elif abort_interrupted(pipeline):
+        return  # still flagged: dlt finishes it in `prepare_resume`, then the marker goes
+    marker.unlink(missing_ok=True)
 
 
 class UnloadableDataError(Exception):
@@ -97,7 +128,7 @@ def set_aside(pipeline: dlt.Pipeline, failed: PipelineStepFailed) -> str:
     `replace` table may have been truncated. Returns the reason, in one line."""
     reason = (str(failed.exception).strip().splitlines() or [type(failed.exception).__name__])[-1][:300]
     (Path(pipeline.working_dir) / RELOAD_MARKER).touch()
-    pipeline.abort_packages()
+    abort_pending(pipeline)
     return reason
 
 

@@ -162,3 +162,39 @@ def test_rows_a_resumed_load_inserted_twice_are_removed(tmp_path: Path) -> None:
         assert_no_duplicate_rows(pipeline)
         assert_entity_equal(pipeline, portal, CATALOG.entity("deals"))
         assert not (Path(pipeline.working_dir) / MARKER).exists()
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at one exact line: nothing after it runs in this "process"."""
+
+
+@pytest.mark.postgres
+def test_a_kill_between_an_abort_and_its_state_rewind_is_finished_by_the_next_run(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Postgres a half-loaded package is aborted: dlt moves it to `loaded/`, then rewinds the state. A kill
+    between the two used to leave cursors past data that was never merged (the package no longer looked
+    pending), so the next run read nothing of it."""
+    url = fresh_database(postgres_url)
+    rng = random.Random(11)
+    with Portal(**CRASH_PORTAL) as portal:
+        assert crashing_run(tmp_path, portal.webhook_url, postgres_url=url).returncode == 0
+        load_files = Counter((tmp_path / "events").read_text().split())["load/file"]
+        change_portal(portal, rng)
+        half = crashing_run(tmp_path, portal.webhook_url, f"load/file:{max(1, load_files // 3)}", postgres_url=url)
+        assert half.returncode == -9, half.stderr
+        pipeline = make_pipeline("postgres", postgres_url=url, pipelines_dir=tmp_path / "pipelines")
+
+        def killed_before_the_rewind(self: dlt.Pipeline, load_id: str) -> None:
+            raise Killed(load_id)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(dlt.Pipeline, "_cleanup_aborted_package", killed_before_the_rewind)
+            with pytest.raises(Killed):
+                finish_pending(pipeline)  # aborts the half-loaded package and "dies" right after dlt moved it
+        assert not pipeline.has_pending_data  # what made the next run think all was well
+        settled = crashing_run(tmp_path, portal.webhook_url, postgres_url=url)
+        assert settled.returncode == 0, settled.stderr
+        pipeline = make_pipeline("postgres", postgres_url=url, pipelines_dir=tmp_path / "pipelines")
+        assert_no_duplicate_rows(pipeline)
+        assert_warehouse_equals_portal(pipeline, portal)
