@@ -91,6 +91,19 @@ def canon(kind_: str, value: Any, offset_now: timedelta | None = None) -> Any:
     return str(value) if not isinstance(value, Decimal) else str(value)
 
 
+def fits_decimal_column(text: str) -> bool:
+    """Whether an amount fits decimal(38, 9): at most 9 decimals and 29 integer digits (the warehouse's money
+    columns); what does not fit is loaded as NULL with its text."""
+    try:
+        number = Decimal(text.strip())
+    except ArithmeticError:
+        return False
+    if not number.is_finite():
+        return False
+    exponent = number.as_tuple().exponent
+    return isinstance(exponent, int) and exponent >= -9 and (not number or number.adjusted() < 29)
+
+
 def portal_list(portal: Portal, spec: EntitySpec, select: list[str] | None = None) -> Iterator[dict]:
     """Every row of an entity, by ID keyset through uncounted admin calls."""
     after: Any = 0
@@ -159,10 +172,11 @@ def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec
             got = row.get(column)
             if m.get("type") == "money":
                 amount = row.get(naming.normalize_identifier(code + "_amount"))
-                assert canon("num", amount) == canon("num", (value or "").partition("|")[0] or None), (
-                    code,
-                    row,
-                )
+                sent = (value or "").partition("|")[0] or None
+                if amount is None and sent is not None and not fits_decimal_column(sent):
+                    assert got == value, (code, row)  # NULL, with the text kept in the money column itself
+                    continue
+                assert canon("num", amount) == canon("num", sent), (code, row)
             assert canon(kind(m), got) == canon(kind(m), value, offset_now), (
                 spec.resource,
                 api[spec.id_field],

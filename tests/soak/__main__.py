@@ -45,6 +45,21 @@ FAULT_KINDS = (
 # Kill points are drawn per phase, then per kind inside the load phase where most of the risk is.
 POINTS = (*PHASES, "extract/http", "normalize/file.delete_folder", "load/file", "load/sql")
 CLIENT_SETTINGS = {"SOURCES__BITRIX24__TIMEOUT": "2", "SOURCES__BITRIX24__MAX_RETRIES": "4"}
+# The portal's zone: west of UTC with DST, east, at UTC, the far east (+14); drawn from the seed unless given.
+ZONES = ("America/Adak", "America/Sao_Paulo", "UTC", "Europe/Berlin", "Europe/Moscow", "Pacific/Kiritimati")
+MONEY_FIELD = "UF_CRM_1699000009"  # a money user field of deals
+BAD_MONEY = ("0.1234567891|EUR", "123456789012345678901234567890|RUB", "-0|USD", "1E+3|EUR", "abc|EUR")
+
+
+def odd_edits(portal: Portal, rng: random.Random) -> None:
+    """What real portals hold besides ordinary edits: dates typed on the portal's calendar (any day, DST days
+    included) and money values no decimal column can hold, written through the API."""
+    for _ in range(rng.randint(0, 3)):
+        day = f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        fields = {"BEGINDATE": day, "CLOSEDATE": rng.choice(("2024-03-31", "2024-10-27", "2024-03-10", day))}
+        if rng.random() < 0.5:
+            fields[MONEY_FIELD] = rng.choice(BAD_MONEY)
+        portal.call("crm.deal.update", {"id": rng.randint(1, 20), "fields": fields})
 
 
 def random_faults(portal: Portal, rng: random.Random) -> list[str]:
@@ -73,11 +88,13 @@ def normal_run(folder: Path, portal: Portal, postgres_url: str | None) -> None:
                 raise
 
 
-def soak(kills: int, seed: int, folder: Path, postgres_url: str | None = None) -> int:
+def soak(kills: int, seed: int, folder: Path, postgres_url: str | None = None, zone: str | None = None) -> int:
     rng = random.Random(seed)
+    zone = zone or rng.choice(ZONES)
+    print(f"portal time zone {zone}")
     started = time.monotonic()
     outcomes: Counter[str] = Counter()
-    with Portal(**{**SOAK_PORTAL, "seed": seed}) as portal:
+    with Portal(**{**SOAK_PORTAL, "seed": seed, "timezone": zone}) as portal:
         counted = crashing_run(folder, portal.webhook_url, postgres_url=postgres_url, **CLIENT_SETTINGS)
         if counted.returncode != 0:
             print(counted.stderr, file=sys.stderr)
@@ -87,6 +104,7 @@ def soak(kills: int, seed: int, folder: Path, postgres_url: str | None = None) -
         comparisons = 0
         for kill in range(1, kills + 1):
             change_portal(portal, rng, edits=rng.randint(1, 8))
+            odd_edits(portal, rng)
             faults = random_faults(portal, rng)
             point = rng.choice(POINTS)
             crash_at = f"{point}:{rng.randint(1, max(1, int(events[point] * 0.9)))}"
@@ -115,11 +133,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--folder", type=Path, help="working folder (default: a new temporary one, kept)")
     parser.add_argument("--postgres-url", help="load into this (empty) Postgres database instead of DuckDB")
+    parser.add_argument("--timezone", choices=ZONES, help="the portal's zone (default: drawn from the seed)")
     args = parser.parse_args()
     folder = args.folder or Path(tempfile.mkdtemp(prefix="bitrix24-soak-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"soak in {folder}")
-    return soak(args.kills, args.seed, folder, args.postgres_url)
+    return soak(args.kills, args.seed, folder, args.postgres_url, args.timezone)
 
 
 if __name__ == "__main__":
