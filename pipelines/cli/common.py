@@ -59,12 +59,28 @@ def cli_logging(debug: bool, quiet: bool) -> Iterator[None]:
     logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
     logger.addHandler(handler)
+    quiet_dlt = _DltWithoutTracebacks()
+    if not debug:
+        logging.getLogger("dlt").addFilter(quiet_dlt)
     try:
         yield
     finally:
+        logging.getLogger("dlt").removeFilter(quiet_dlt)
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+
+class _DltWithoutTracebacks(logging.Filter):
+    """Without --debug, dlt's own log lines carry no traceback (the failure they belong to is reported in one
+    line by the CLI), and its housekeeping failures after an error (a trace it could not save on a full disk)
+    are not shown at all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Failed to create trace dump"):
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
 
 
 def destination_options(parser: argparse.ArgumentParser) -> None:
