@@ -3,16 +3,24 @@ from `sources.bitrix24.credentials`, a webhook URL or an OAuth app's fields, int
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import dlt
+import duckdb
 import pytest
 
 from bitrix24_emulator import Portal
-from sources.bitrix24 import SourceRun, bitrix24
+from sources.bitrix24 import Catalog, SourceRun, bitrix24
 from sources.bitrix24.api.token_store import TokenStore
-from tests.e2e.syncutil import assert_warehouse_equals_portal
+from tests.e2e.crashrunner import REPO
+from tests.e2e.syncutil import assert_warehouse_equals_portal, portal_list
+
+CATALOG = Catalog.for_portal()
 
 PORTAL = {"deals": 130, "leads": 20, "contacts": 15, "companies": 5, "users": 4, "limits": False}
 
@@ -67,3 +75,33 @@ def test_an_oauth_app_as_the_credential(
     assert stored is not None and run.client is not None
     assert run.client.auth.params()["auth"] == stored.access_token
     assert stored.access_token not in str(pipeline.state)
+
+
+def test_the_example_script_loads_the_portal_and_reads_it_back_through_dlts_dataset(
+    tmp_path: Path, portal: Portal
+) -> None:
+    """`pipelines/bitrix24_pipeline.py`, run as a user would, in a folder of its own."""
+    env = {
+        **os.environ,
+        "SOURCES__BITRIX24__CREDENTIALS": portal.webhook_url,
+        "DLT_DATA_DIR": str(tmp_path / "dlt"),
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("SOURCES__BITRIX24__WEBHOOK_URL", None)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "bitrix24_pipeline.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    stages = {}
+    for deal in portal_list(portal, CATALOG.entity("deals"), ["ID", "STAGE_ID"]):
+        stages[deal["STAGE_ID"]] = stages.get(deal["STAGE_ID"], 0) + 1
+    with duckdb.connect(str(tmp_path / "bitrix24.duckdb"), read_only=True) as con:
+        by_stage = dict(con.sql("SELECT stage_id, count(*) FROM bitrix24_crm.deals GROUP BY 1").fetchall())
+    assert by_stage == stages  # counted from the portal's API, independently of the warehouse
+    for stage, count in by_stage.items():  # the script's own table, read through pipeline.dataset()
+        assert re.search(rf"^{re.escape(stage)}\s+{count}$", done.stdout, re.M), (stage, count, done.stdout[-2000:])
