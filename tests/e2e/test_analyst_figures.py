@@ -1,0 +1,130 @@
+"""The numbers an analyst reads: the README's example queries and the notebook's tables, each checked against
+figures computed independently from the portal's own API (never from the same SQL)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import dlt
+import duckdb
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from bitrix24_emulator import Portal
+from pipelines.runner import DATASET_NAME
+from sources.bitrix24 import Catalog
+from tests.e2e.syncutil import SMALL_PORTAL, canon, new_pipeline, portal_list, run
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG = Catalog.for_portal()
+PORTAL = {**SMALL_PORTAL, "leads": 120, "deals": 200}
+
+
+def readme_query(title: str) -> str:
+    """The statement under `-- <title>` in the README's example queries."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("### Example queries", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    match = re.search(rf"^-- {re.escape(title)}[^\n]*\n(.*?);", block, re.M | re.S)
+    assert match, title
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Portal, dlt.Pipeline, Path]]:
+    folder = tmp_path_factory.mktemp("figures")
+    with Portal(**PORTAL) as portal:
+        pipeline = new_pipeline(folder, "duckdb")
+        run(pipeline, portal)
+        yield portal, pipeline, folder / "warehouse.duckdb"
+
+
+def rows(path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.sql(sql).fetchall()
+
+
+def leads_by_source(portal: Portal) -> dict[str | None, tuple[int, int]]:
+    """source name -> (leads, leads that some deal names as its lead), from the API."""
+    names = {s["STATUS_ID"]: s["NAME"] for s in portal.call("crm.status.list", {"filter": {"ENTITY_ID": "SOURCE"}})}
+    with_deal = {
+        int(d["LEAD_ID"]) for d in portal_list(portal, CATALOG.entity("deals"), ["ID", "LEAD_ID"]) if d["LEAD_ID"]
+    }
+    figures: dict[str | None, list[int]] = defaultdict(lambda: [0, 0])
+    for lead in portal_list(portal, CATALOG.entity("leads"), ["ID", "SOURCE_ID"]):
+        counts = figures[names.get(lead["SOURCE_ID"]) if lead["SOURCE_ID"] else None]
+        counts[0] += 1
+        counts[1] += int(lead["ID"]) in with_deal
+    return {k: (v[0], v[1]) for k, v in figures.items()}
+
+
+def test_leads_by_source_count_each_lead_once(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    deals_per_lead = Counter(
+        int(d["LEAD_ID"]) for d in portal_list(portal, CATALOG.entity("deals"), ["ID", "LEAD_ID"]) if d["LEAD_ID"]
+    )
+    assert max(deals_per_lead.values()) > 1  # some lead has two deals: a join would count it twice
+    got = {
+        source: (leads, with_deals)
+        for source, leads, with_deals in rows(path, readme_query("leads by advertising source"))
+    }
+    assert got == leads_by_source(portal)
+
+
+def test_won_revenue_by_month_and_currency(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    won_stages = {
+        s["STATUS_ID"]
+        for s in portal.call("crm.status.list")
+        if s["ENTITY_ID"].startswith("DEAL_STAGE") and s.get("SEMANTICS") == "S"
+    }
+    offset_now = portal.clock.now().utcoffset()
+    expected: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for deal in portal_list(
+        portal, CATALOG.entity("deals"), ["ID", "STAGE_ID", "CLOSEDATE", "CURRENCY_ID", "OPPORTUNITY"]
+    ):
+        if deal["STAGE_ID"] in won_stages:
+            day = canon("date", deal["CLOSEDATE"], offset_now)
+            month = f"{day[:7]}-01" if day else None
+            expected[(month, deal["CURRENCY_ID"])] += Decimal(deal["OPPORTUNITY"] or "0")
+    got = {
+        (str(month)[:10] if month else None, currency): won
+        for month, currency, won in rows(path, readme_query("won revenue by month and currency"))
+    }
+    assert got == dict(expected)
+
+
+def test_a_custom_enumeration_decoded_by_its_label(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    meta = portal.call("crm.deal.fields")["UF_CRM_1699000007"]
+    assert meta["listLabel"] == "Clinic"
+    labels = {int(i["ID"]): i["VALUE"] for i in meta["items"]}
+    expected = {
+        int(d["ID"]): labels[int(d["UF_CRM_1699000007"])]
+        for d in portal_list(portal, CATALOG.entity("deals"), ["ID", "UF_CRM_1699000007"])
+        if d["UF_CRM_1699000007"] and int(d["UF_CRM_1699000007"]) in labels
+    }
+    assert dict(rows(path, readme_query("decode a custom enumeration field by its label"))) == expected
+
+
+def test_the_notebooks_leads_by_source_table(
+    loaded: tuple[Portal, dlt.Pipeline, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    portal, _, path = loaded
+    monkeypatch.setenv("BITRIX24_DUCKDB", str(path))
+    monkeypatch.setenv("BITRIX24_DATASET", DATASET_NAME)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(ROOT / "notebooks" / "crm_analyses.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell('print(sources.to_json(orient="records"))'))
+    NotebookClient(
+        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
+    printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
+    table = {r["source"]: (r["leads"], r["leads_with_deals"]) for r in json.loads(printed)}
+    expected = {(k or "(no source)"): v for k, v in leads_by_source(portal).items()}
+    assert table == expected
