@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCa
 
 from pipelines.destinations import profile
 from pipelines.partition import PORTAL_COLUMN
-from sources.bitrix24 import AMOUNT_SUFFIX, CURRENCY_SUFFIX, PAYMENTS, Catalog
+from sources.bitrix24 import AMOUNT_SUFFIX, CURRENCY_SUFFIX, PAYMENTS, PORTAL_INFO, Catalog
 
 log = logging.getLogger("bitrix24_sync.views")
 
@@ -76,6 +77,24 @@ class Dataset:
     columns: dict[str, list[str]]
     naming: Any  # dlt's naming convention: field code -> column name
     fields: dict[str, list[FieldInfo]] = field(default_factory=dict)
+    timestamps: dict[str, set[str]] = field(default_factory=dict)  # table -> its timestamp-with-zone columns
+    portal_zone: str | None = None  # the portal's configured time zone (`portal_info.time_zone`)
+    portal_offset_seconds: int | None = None  # else its UTC offset at the last run
+
+    def local_time(self, expression: str) -> str | None:
+        """The portal's wall-clock time of a timestamp (what its users see, and what months are made of)."""
+        if self.portal_zone:
+            return f"timezone({literal(self.portal_zone)}, {expression})"
+        if self.portal_offset_seconds is not None:
+            return f"(({expression}) AT TIME ZONE 'UTC') + INTERVAL '{int(self.portal_offset_seconds)} seconds'"
+        return None
+
+    def add_local_times(self, query: SelectBuilder, table: str, skip: Collection[str] = ()) -> None:
+        """`<column>_local` beside every timestamp column of `table` (user fields: under their labels only)."""
+        for column in self.columns[table]:
+            local = self.local_time(f"t.{quote(column)}") if column in self.timestamps.get(table, ()) else None
+            if local and not column.startswith("_dlt") and column not in skip:
+                query.add(local, f"{column}_local")
 
     def table(self, name: str) -> str:
         return f"{quote(self.name)}.{quote(name)}"
@@ -164,6 +183,7 @@ class EntityView:
         for column in self.dataset.columns[self.table]:
             if not column.startswith("_dlt") and column not in custom_columns:
                 self.query.add(f"t.{quote(column)}", column)
+        self.dataset.add_local_times(self.query, self.table, skip=custom_columns)
         for info in self.fields.values():
             if not info.custom:
                 self._standard_field(info)
@@ -321,6 +341,7 @@ def payments_view(dataset: Dataset) -> str:
     for column in dataset.columns[PAYMENTS]:
         if not column.startswith("_dlt"):
             query.add(f"t.{quote(column)}", column)
+    dataset.add_local_times(query, PAYMENTS)
     deal_id = "CASE WHEN t.owner_type_id = 2 THEN t.owner_id END"
     if dataset.has("invoices", "id", "title"):
         invoice = query.join("invoices", "t.owner_type_id = 31 AND {j}.id = t.owner_id")
@@ -352,14 +373,23 @@ def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
 def read_dataset(client: Any, dataset_name: str, naming: Any) -> Dataset:
     """Columns from the information schema (what really exists, in table order) and the `fields` table."""
     rows = client.execute_sql(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
+        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
         "ORDER BY table_name, ordinal_position",
         dataset_name,
     )
     columns: dict[str, list[str]] = {}
-    for table, column in rows or []:
+    timestamps: dict[str, set[str]] = {}
+    for table, column, data_type in rows or []:
         columns.setdefault(table, []).append(column)
-    dataset = Dataset(dataset_name, columns, naming)
+        if "time zone" in str(data_type).lower() and "without" not in str(data_type).lower():
+            timestamps.setdefault(table, set()).add(column)
+    dataset = Dataset(dataset_name, columns, naming, timestamps=timestamps)
+    if dataset.has(PORTAL_INFO, "time_zone", "utc_offset_seconds"):
+        found = client.execute_sql(
+            f"SELECT time_zone, utc_offset_seconds FROM {dataset.table(PORTAL_INFO)} ORDER BY observed_at DESC LIMIT 1"
+        )
+        if found:
+            dataset.portal_zone, dataset.portal_offset_seconds = found[0][0], found[0][1]
     if dataset.has("fields", "entity", "code", "type", "label", "is_multiple", "is_custom", "status_type"):
         fields = client.execute_sql(
             "SELECT entity, code, min(type), min(label), bool_or(is_multiple), bool_or(is_custom), min(status_type) "

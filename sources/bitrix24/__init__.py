@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dlt
 from dlt.extract import DltResource
@@ -37,7 +38,7 @@ from .api import (
     connect,
     redact,
 )
-from .catalog import FIELDS, PAYMENTS, REFERENCE_LISTS, Catalog, EntitySpec
+from .catalog import FIELDS, PAYMENTS, PORTAL_INFO, REFERENCE_LISTS, Catalog, EntitySpec
 from .entities import EntityReader, count_params, count_windows
 from .fields import AMOUNT_SUFFIX, CURRENCY_SUFFIX, FIELDS_TABLE_COLUMNS
 from .metadata import FieldMetadata
@@ -56,6 +57,7 @@ __all__ = [
     "DELETED_AT",
     "PAGE_SIZE",
     "PAYMENTS",
+    "PORTAL_INFO",
     "PlanError",
     "REFERENCE_LISTS",
     "AuthError",
@@ -118,6 +120,7 @@ def bitrix24(
     fields_max_age_hours: float = SYNC_DEFAULTS.fields_max_age_hours,
     reference_max_age_hours: float = SYNC_DEFAULTS.reference_max_age_hours,
     payment_sweep_hours: float = SYNC_DEFAULTS.payment_sweep_hours,
+    portal_timezone: str | None = None,
     backfill_since: str | None = None,
     backfill_until: str | None = None,
     refresh_reference: bool = False,
@@ -134,6 +137,7 @@ def bitrix24(
     `rebind_portal` (a full refresh of every resource, which drops the other portal's tables first)."""
     state = SourceState.current()
     catalog = catalog_of(state)
+    time_zone = _time_zone(portal_timezone)
     selected = catalog.select(resources)
     backfill = Backfill.parse(backfill_since, backfill_until) if (backfill_since or backfill_until) else None
     options = SyncOptions(
@@ -179,8 +183,31 @@ def bitrix24(
             wanted.append((listed.pages, name, "replace", listed.plan.columns(), None))
     if FIELDS in selected:
         wanted.append((lambda plan: fields_rows(plan, metadata), FIELDS, "replace", FIELDS_TABLE_COLUMNS, None))
+    wanted.append((lambda plan: plan.portal_info(time_zone), PORTAL_INFO, "replace", PORTAL_INFO_COLUMNS, None))
     plan = RunPlan(client, options, parts, rebind_portal=rebind_portal)
     return [_resource(plan, *item) for item in wanted]
+
+
+PORTAL_INFO_COLUMNS: dict[str, dict[str, Any]] = {
+    "address": {"data_type": "text", "description": "the portal's address (host[:port])"},
+    "utc_offset": {"data_type": "text", "description": "the portal's UTC offset at the last run, e.g. +03:00"},
+    "utc_offset_seconds": {"data_type": "bigint"},
+    "time_zone": {"data_type": "text", "nullable": True, "description": "the configured portal_timezone"},
+    "observed_at": {"data_type": "timestamp", "timezone": True, "description": "the portal's clock at the last run"},
+}
+
+
+def _time_zone(name: str | None) -> str | None:
+    """`portal_timezone`: an IANA zone name (the API tells offsets only); None keeps the last run's offset."""
+    if not name:
+        return None
+    try:
+        ZoneInfo(str(name))
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(
+            f"portal_timezone {name!r} is not a time zone name: use one like Europe/Moscow or America/New_York"
+        ) from None
+    return str(name)
 
 
 def _resource(

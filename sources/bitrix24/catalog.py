@@ -87,6 +87,7 @@ STATIC_ENTITIES: tuple[EntitySpec, ...] = (
 PAYMENTS = "payments"
 REFERENCE_LISTS: tuple[str, ...] = ("stages", "pipelines", "users")  # small lists, replaced whole when due
 FIELDS = "fields"
+PORTAL_INFO = "portal_info"  # one row about the portal itself (its address, UTC offset, time zone): every run
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,22 @@ class RunPlan:
         """The portal's UTC offset at the time of this run (how it renders date-only values: `fields.to_date`)."""
         return None if self.server_time is None else self.server_time.utcoffset()
 
+    def portal_info(self, time_zone: str | None) -> Iterator[list[dict[str, Any]]]:
+        """The `portal_info` row: what the warehouse needs to show times as the portal's users see them (the API
+        gives offsets, not the zone's name: `time_zone` is what the user configured). Costs no request."""
+        self.discover()
+        assert self.server_time is not None
+        offset = self.server_time.utcoffset() or timedelta(0)
+        yield [
+            {
+                "address": portal_of(self.client),
+                "utc_offset": self.server_time.replace(microsecond=0).isoformat()[19:],
+                "utc_offset_seconds": int(offset.total_seconds()),
+                "time_zone": time_zone,
+                "observed_at": self.server_time,
+            }
+        ]
+
     def next_cursor(self) -> str:
         assert self.server_time is not None, "discover() first"
         return cursor_after_run(self.server_time, self.options.overlap_seconds)

@@ -7,6 +7,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -128,3 +129,31 @@ def test_the_notebooks_leads_by_source_table(
     table = {r["source"]: (r["leads"], r["leads_with_deals"]) for r in json.loads(printed)}
     expected = {(k or "(no source)"): v for k, v in leads_by_source(portal).items()}
     assert table == expected
+
+
+def test_payments_by_month_fall_in_the_portals_month(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    """Payments made just after midnight on the 1st (portal time, +03:00) belong to the new month, not to the
+    previous one as a UTC month would have it."""
+    portal, pipeline, path = loaded
+    zone = portal.clock.tz
+    with portal.store.lock:
+        ids = [i for (i,) in portal.store.conn.execute("SELECT ID FROM payment ORDER BY ID LIMIT 6").fetchall()]
+        for n, payment_id in enumerate(ids):
+            paid_at = datetime(2024, 1 + n, 1, 0, 30, tzinfo=zone).timestamp()
+            portal.store.conn.execute(
+                "UPDATE payment SET PAID = 'Y', DATE_PAID = ? WHERE ID = ?", (int(paid_at), payment_id)
+            )
+    run(pipeline, portal, source_options={"payment_sweep_hours": 0})  # a sweep re-reads every payment
+    expected: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for spec in CATALOG.payment_owners:
+        for owner in portal_list(portal, spec, [spec.id_field]):
+            params = {"entityTypeId": spec.entity_type_id, "entityId": owner[spec.id_field]}
+            for payment in portal.call("crm.item.payment.list", params):
+                if payment["paid"] == "Y" and payment["datePaid"]:
+                    expected[(payment["datePaid"][:7], payment["currency"])] += Decimal(str(payment["sum"]))
+    got = {
+        (str(month)[:7], currency): Decimal(str(received))
+        for month, currency, received in rows(path, readme_query("payments received by month"))
+    }
+    assert got == {key: value.quantize(Decimal("0.000000001")) for key, value in expected.items()}
+    assert {("2024-01", c) for (m, c) in got if m == "2024-01"}  # the 00:30 payments are there
