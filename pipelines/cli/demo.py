@@ -14,6 +14,7 @@ from pipelines.cli.common import Command, fail, print_rows
 from pipelines.exit_codes import EXIT_PORTAL
 from pipelines.runner import DATASET_NAME, make_pipeline, sync
 
+DEMO = "bitrix24_demo"
 DEMO_QUERY = """SELECT p.name AS pipeline, count(*) AS deals,
        count(*) FILTER (WHERE s.semantics = 'S') AS won,
        count(*) FILTER (WHERE s.semantics = 'F') AS lost
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for entity, default in (("deals", 2000), ("leads", 1000), ("contacts", 800), ("companies", 200)):
         parser.add_argument(f"--{entity}", type=_positive, default=default)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--pipelines-dir", help="where the demo pipeline's state goes (default: ./.dlt/pipelines, as for run)"
+    )
 
 
 def _positive(text: str) -> int:
@@ -55,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
                 emulator_log.seek(0)
                 last = (emulator_log.read().strip().splitlines() or ["it printed nothing"])[-1]
                 return fail(args, f"the emulator did not start: {last}", EXIT_PORTAL)
-            with tempfile.TemporaryDirectory(prefix="bitrix24-demo-") as pipelines_dir:
-                pipeline = make_pipeline(
-                    "duckdb", duckdb_path=path, pipelines_dir=pipelines_dir, pipeline_name="bitrix24_demo"
-                )
-                report = sync(pipeline, credentials=webhook_url)
+            # state in the project's ./.dlt/pipelines, where `dlt pipeline ... info/trace` finds it afterwards;
+            # a new emulator is a new portal: the previous demo's state goes first
+            pipeline = make_pipeline("duckdb", duckdb_path=path, pipelines_dir=args.pipelines_dir, pipeline_name=DEMO)
+            pipeline.drop()
+            report = sync(pipeline, credentials=webhook_url)
         finally:
             emulator.terminate()
             try:
@@ -69,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 emulator.wait()
     print(f"loaded the emulated portal into {path} with {report.requests} HTTP requests\n")
     _print_demo_tables(path)
+    print(f"\ninspect the pipeline with dlt: dlt pipeline --pipelines-dir {pipeline.pipelines_dir} {DEMO} info")
     return 0
 
 

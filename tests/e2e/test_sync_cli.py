@@ -3,6 +3,8 @@ secret, nothing written)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,9 +131,19 @@ def test_demo_syncs_an_emulator_and_shows_a_query(tmp_path: Path, capsys: pytest
         "20",
         "--companies",
         "5",
+        "--pipelines-dir",
+        str(tmp_path / "state"),
     ]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "deals " in out and "example query" in out and "won" in out
-    with duckdb.connect(str(path), read_only=True) as con:
-        assert con.sql("SELECT count(*) FROM bitrix24_crm.deals").fetchall() == [(60,)]
+    for _ in range(2):  # a second demo is a new emulator: it starts over instead of refusing another portal
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert "deals " in out and "example query" in out and "won" in out
+        with duckdb.connect(str(path), read_only=True) as con:
+            assert con.sql("SELECT count(*) FROM bitrix24_crm.deals").fetchall() == [(60,)]
+    # the state stays where dlt's own CLI finds it
+    info = subprocess.run(
+        [str(Path(sys.executable).with_name("dlt")), "pipeline", "--pipelines-dir", str(tmp_path / "state"),
+         "bitrix24_demo", "info"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert info.returncode == 0 and "bitrix24_demo" in info.stdout and "deals" in info.stdout, info.stdout + info.stderr
