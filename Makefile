@@ -3,17 +3,25 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test lint bench soak emulator postgres-server clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# the demo needs the package alone; the tests, benchmarks and lint need the test extras too
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
 ## make demo: start the emulator with seeded data, sync it into ./demo.duckdb, show what was loaded
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/bitrix24-sync demo
 
 ## make test: install what the tests need (PostgreSQL server binaries included, when run as root) and run them
@@ -32,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 ## make emulator: serve a seeded emulator on :8765 until Ctrl-C
-emulator: $(STAMP)
+emulator: $(DEMO_STAMP)
 	$(BIN)/python -m bitrix24_emulator --port 8765 --seed 7
 
 # The tests start a throwaway PostgreSQL server themselves (initdb + pg_ctl, unprivileged user); they only need
