@@ -115,6 +115,14 @@ def summary_table(run: RunMeter, row_counts: dict[str, int], requests: int, retr
         rows = row_counts.get(name, meter.rows)
         total_rows += rows
         lines.append(f"{name:<12} {rows:>10,} {meter.requests:>9} {meter.retries:>8} {meter.seconds:>8.1f}")
+    # normalize, load, views and deletes come after the last page: their time, so that the seconds add up
+    after = max(0.0, run.elapsed - sum(meter.seconds for meter in run.resources.values()))
+    lines.append(f"{'then: load':<12} {'':>10} {'':>9} {'':>8} {after:>8.1f}")
     lines.append("-" * len(header))
     lines.append(f"{'total':<12} {total_rows:>10,} {requests:>9} {retries:>8} {run.elapsed:>8.1f}")
     return lines
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 request`, `2 requests` (`many`: an irregular plural)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"

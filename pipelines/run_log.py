@@ -92,7 +92,7 @@ def run_record(
         if client is None
         else {
             "rate": client.bucket.rate,
-            "burst": client.bucket.burst,
+            "burst": client.burst,
             "level_at_end": round(client.bucket.level, 2),
             "waited_seconds": round(stats.bucket_sleep_seconds, 2),
             "backoff_seconds": round(stats.backoff_sleep_seconds, 2),

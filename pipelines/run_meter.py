@@ -15,7 +15,7 @@ from typing import Any
 
 from dlt.extract.items_transform import ItemTransform
 
-from sources.bitrix24 import Bitrix24Client
+from sources.bitrix24 import PORTAL_INFO, Bitrix24Client
 
 
 @dataclass
@@ -69,6 +69,8 @@ class RunMeter:
         self.started = self._clock()
         self._mark = (self.started, *self._client_counts())
         for name, resource in source.selected_resources.items():
+            if name == PORTAL_INFO:  # one row about the portal, no request: not a resource the user chose
+                continue
             self.resources.setdefault(name, ResourceMeter(name))
             resource.add_step(_PageStep(lambda rows, name=name: self.page(name, rows)))
 

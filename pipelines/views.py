@@ -413,7 +413,7 @@ def create_views(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
             for name, select in definitions.items():
                 client.execute_sql(f"DROP VIEW IF EXISTS {dataset.table(name)}")
                 client.execute_sql(f"CREATE VIEW {dataset.table(name)} AS\n{select}")
-    log.info("created views %s", ", ".join(definitions))
+    log.debug("created views %s", ", ".join(definitions))
     return list(definitions)
 
 

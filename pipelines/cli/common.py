@@ -19,10 +19,10 @@ from typing import Any
 import dlt
 
 from pipelines.deletes import DELETE_MODES, DeleteReport
-from pipelines.progress import ProgressDisplay, summary_table
+from pipelines.progress import ProgressDisplay, plural, summary_table
 from pipelines.run_meter import RunMeter
 from pipelines.runner import SyncReport, make_pipeline, pipeline_catalog
-from sources.bitrix24 import Bitrix24Client, Catalog, SourceState, count_windows
+from sources.bitrix24 import PORTAL_INFO, Bitrix24Client, Catalog, SourceState, count_windows
 
 CONFIG_SECTION = "bitrix24_sync"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -163,14 +163,18 @@ def print_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
 
 
 def print_deletes(report: DeleteReport) -> None:
-    print(f"reconciled deletes ({report.mode}) with {report.requests} HTTP requests")
+    print(f"reconciled deletes ({report.mode}) with {plural(report.requests, 'HTTP request')}")
     for line in report.lines():
         print(line)
 
 
 def print_report(report: SyncReport) -> None:
-    rows = sum(report.row_counts.values())
-    print(f"synced {rows} rows in {len(report.row_counts)} tables with {report.requests} HTTP requests")
+    records = sum(n for table, n in report.row_counts.items() if "__" not in table and table != PORTAL_INFO)
+    children = sum(n for table, n in report.row_counts.items() if "__" in table)
+    print(
+        f"synced {plural(records, 'record')} (and {plural(children, 'row')} of child tables) in "
+        f"{plural(len(report.row_counts), 'table')} with {plural(report.requests, 'HTTP request')}"
+    )
     if report.meter is not None and report.meter.client is not None:
         stats = report.meter.client.stats
         for line in summary_table(report.meter, report.row_counts, report.requests, sum(stats.retries.values())):

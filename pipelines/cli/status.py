@@ -17,6 +17,7 @@ from typing import Any
 import dlt
 
 from pipelines.cli.common import Command, destination_options, pipeline_from
+from pipelines.progress import plural
 from pipelines.run_log import read_runs, run_log_path
 from sources.bitrix24 import SourceState, catalog_of
 
@@ -81,20 +82,20 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     if last is None:
         lines.append(f"no runs recorded yet ({report['run_log']})")
     else:
-        outcome = "ok" if last["ok"] else f"FAILED: {last['error']}"
+        outcome = "ok" if last["ok"] else f"FAILED: {_short(last['error'])}"
         lines.append(
-            f"last run: {last['mode']} {last['finished_at']}, {last['seconds']:.1f} s, {last['requests']} requests, "
-            f"{sum((last['retries'] or {}).values())} retries, {outcome}"
+            f"last run: {last['mode']} {_moment(last['finished_at'])}, {last['seconds']:.1f} s, "
+            f"{plural(last['requests'], 'request')}, "
+            f"{plural(sum((last['retries'] or {}).values()), 'retry', 'retries')}, {outcome}"
         )
     lines.append("")
-    lines.append(f"{'resource':<10} {'cursor':<26} {'last run':<26} {'rows':>8} {'requests':>8}  error")
+    lines.append("times: cursors in the portal's offset, runs in UTC")
+    lines.append(f"{'resource':<10} {'last run':<25} {'rows':>8} {'requests':>8}  cursor / error")
     for name, r in report["resources"].items():
         rows = "-" if r["rows"] is None else f"{r['rows']:,}"
         requests = "-" if r["requests"] is None else str(r["requests"])
-        lines.append(
-            f"{name:<10} {(r['cursor'] or '-')[:26]:<26} {r['last_run_at'] or 'never':<26} {rows:>8} {requests:>8}"
-            f"  {r['error'] or ''}".rstrip()
-        )
+        where = f"ERROR: {_short(r['error'])}" if r["error"] else (r["cursor"] or "-")
+        lines.append(f"{name:<10} {_moment(r['last_run_at']) or 'never':<25} {rows:>8} {requests:>8}  {where}")
     limit = report["rate_limit"]
     if limit:
         lines.append("")
@@ -104,6 +105,22 @@ def status_lines(report: dict[str, Any]) -> list[str]:
             f"{limit['refused']} refused by the portal"
         )
     return lines
+
+
+def _moment(text: str | None) -> str | None:
+    """An ISO instant to the second (`2026-12-01 09:07:58+00:00`): one format for every time shown."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(microsecond=0).isoformat(sep=" ")
+    except ValueError:
+        return text
+
+
+def _short(text: str | None, limit: int = 110) -> str:
+    """An error cut for the table (`--json` has it whole)."""
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

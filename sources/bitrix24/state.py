@@ -108,7 +108,7 @@ class SourceState:
         """Where a resource stands, in one line: its cursor, the payments' cursors, or when it was loaded."""
         if resource == PAYMENTS:
             state = self._resource(PAYMENTS)
-            parts = [f"{k} {v}" for k, v in sorted((state.get("owner_cursors") or {}).items())]
+            parts = [f"{k} {v}" for k, v in sorted((state.get("owner_cursors") or {}).items())]  # one per owner
             if state.get("last_payment_id"):
                 parts.append(f"payment id > {state['last_payment_id']}")
             return "; ".join(parts) or None

@@ -66,6 +66,10 @@ def test_run_prints_a_summary_table_and_logs_progress_when_not_on_a_terminal(
     assert body["deals"][:1] == [str(SMALL_PORTAL["deals"])] and body["stages"][1] == "0"
     assert body["total"][1:3] == [str(requests), "0"]  # the discovery batch is booked to deals
     assert int(body["deals"][1]) == requests
+    seconds = [float(v[-1]) for k, v in body.items() if k != "total"]  # resources, then normalize and load
+    assert abs(sum(seconds) - float(body["total"][-1])) <= 0.05 * len(seconds) + 0.05
+    records = sum(int(v[0].replace(",", "")) for k, v in body.items() if k not in ("total", "then:"))
+    assert lines[0].startswith(f"synced {records:,} records (and ")  # the headline counts what the table counts
 
     progress = [m.groups() for m in map(LOG_LINE.match, err.splitlines()) if m]
     assert {name for name, _ in progress} == {"deals", "stages"}
@@ -99,8 +103,9 @@ def test_quiet_prints_nothing_and_status_shows_the_run(
     assert main(["status", *where(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "last run: incremental" in text and "ok" in text
-    assert re.search(rf"^deals +{re.escape(deals['cursor'][:26])} .* {SMALL_PORTAL['deals']} ", text, re.M)
-    assert re.search(r"^payments +- +never", text, re.M) and "rate limit:" in text
+    assert re.search(rf"^deals +\S+ \S+ +{SMALL_PORTAL['deals']} .* {re.escape(deals['cursor'])}$", text, re.M)
+    assert re.search(r"^payments +never +- +- +-$", text, re.M) and "rate limit:" in text
+    assert f"of {50} requests free" in text  # the portal's burst, not the client's bucket with its headroom
 
 
 def test_a_failed_run_is_in_status_without_the_secret(

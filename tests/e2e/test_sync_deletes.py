@@ -181,7 +181,7 @@ def test_cli_reconcile_options_and_periodic_config(
     capsys.readouterr()
     assert main(["reconcile", "--resources", "companies", *where]) == 0
     out = capsys.readouterr().out
-    assert "with 1 HTTP requests" in out and "1 marked deleted" in out
+    assert "with 1 HTTP request" in out and "1 marked deleted" in out
 
     portal.call("crm.deal.delete", {"id": 4})
     assert main(["run", "--resources", "deals,companies", "--reconcile", "--delete-mode", "remove", *where]) == 0
@@ -202,7 +202,7 @@ def test_cli_reconcile_options_and_periodic_config(
     assert "reconciled" not in capsys.readouterr().out
     monkeypatch.setenv("SOURCES__BITRIX24__RECONCILE_EVERY_HOURS", "1e-9")  # due again at once
     assert main(["run", "--resources", "deals", *where]) == 0
-    assert "reconciled deletes (mark) with 1 HTTP requests" in capsys.readouterr().out
+    assert "reconciled deletes (mark) with 1 HTTP request\n" in capsys.readouterr().out
 
 
 def _pipeline_of(tmp_path: Path) -> dlt.Pipeline:

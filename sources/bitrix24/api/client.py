@@ -151,6 +151,7 @@ class Bitrix24Client:
         # One slot of headroom: paced exactly at the portal's limit, a request that travels faster than the
         # one before it would find the portal's bucket still full and be refused about every other time.
         self.bucket = LeakyBucket(rate, max(1, burst - 1))
+        self.burst = burst  # the portal's burst, as configured (the bucket keeps one slot of headroom)
         self.stats = ClientStats()
         self._session = session or requests.Session()
         self._stats_lock = threading.Lock()
