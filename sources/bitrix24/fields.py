@@ -410,15 +410,21 @@ class FieldPlan:
 # table
 
 
-def field_rows(entity: str, meta: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per field of an entity for the `fields` table; enumeration options become a child table."""
+def field_rows(entity: str, meta: Mapping[str, Mapping[str, Any]], naming: Any = None) -> list[dict[str, Any]]:
+    """One row per field of an entity for the `fields` table, with where it lands in the warehouse (`naming`:
+    the schema's naming convention): its column, or for a multiple field its child table; enumeration options
+    become a child table."""
     rows = []
     for code, m in meta.items():
         items = m.get("items") if isinstance(m.get("items"), list) else []
+        multiple = bool(m.get("isMultiple")) or m.get("type") == "crm_multifield"
+        column = naming.normalize_identifier(code) if naming is not None else None
         rows.append(
             {
                 "entity": entity,
                 "code": code,
+                "column_name": None if multiple else column,
+                "child_table": naming.shorten_fragments(entity, column) if multiple and column else None,
                 "type": m.get("type"),
                 "title": m.get("title"),
                 "label": field_label(m),
@@ -459,6 +465,11 @@ FIELDS_TABLE_COLUMNS: dict[str, dict[str, Any]] = {
         "nullable": False,
         "description": "raw field code, the column name's source",
     },
+    "column_name": {
+        "data_type": "text",
+        "description": "the column in the entity's table (money: also _amount, _currency)",
+    },
+    "child_table": {"data_type": "text", "description": "the child table of a multiple field"},
     "type": {"data_type": "text"},
     "title": {"data_type": "text"},
     "label": {"data_type": "text", "description": "human name (list label for user fields)"},

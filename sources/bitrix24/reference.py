@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import dlt
+
 from .api import Bitrix24Client
 from .catalog import Catalog
 from .fields import CoercionReport, FieldPlan, field_rows
@@ -146,4 +148,4 @@ def fields_rows(plan: RunPlan, metadata: FieldMetadata) -> Iterator[Any]:
     portal while this run pages arrives in the entity's table now and in `fields` on the next run."""
     plan.discover()
     for spec in metadata.entities:
-        yield field_rows(spec.resource, metadata.metadata(spec))
+        yield field_rows(spec.resource, metadata.metadata(spec), dlt.current.source_schema().naming)

@@ -184,3 +184,30 @@ def test_a_new_user_field_appears_in_the_view_after_the_next_run(pipeline: dlt.P
     # a full refresh drops and reloads the tables (Postgres refuses to drop a table under a view): views again
     run(pipeline, portal, full_refresh=True)
     assert query(pipeline, sql, "v_deals")[4] == found[4]
+
+
+def test_the_fields_table_names_each_fields_column_or_child_table(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    """An analyst finds a field's column from its label: `fields.column_name` (or `child_table`) is where it is."""
+    run(pipeline, portal)
+    with pipeline.sql_client() as client:
+        existing = {
+            (table, column)
+            for table, column in client.execute_sql(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
+                pipeline.dataset_name,
+            )
+        }
+    rows = query(pipeline, "SELECT entity, code, column_name, child_table FROM {}", "fields")
+    assert rows and all(bool(r["column_name"]) != bool(r["child_table"]) for r in rows)
+    named = {(r["entity"], r["column_name"]) for r in rows if r["column_name"]}
+    for entity in ("deals", "leads", "contacts", "companies", "invoices"):
+        columns = {c for t, c in existing if t == entity}
+        own = {
+            c
+            for c in columns
+            if not c.startswith("_") and not c.endswith(("__raw", "_amount", "_currency")) and c != "portal"
+        } - {"entity_type_id"}  # crm.item.list sends entityTypeId, which crm.item.fields does not describe
+        assert own and own <= {c for e, c in named if e == entity}, (entity, own - {c for e, c in named})
+    children = {(r["entity"], r["code"]): r["child_table"] for r in rows if r["child_table"]}
+    assert children[("contacts", "PHONE")] == "contacts__phone"
+    assert {t for t, _ in existing if t.startswith("contacts__")} <= set(children.values())
