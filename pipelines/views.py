@@ -370,6 +370,18 @@ def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
     return views
 
 
+def column_labels(dataset: Dataset, catalog: Catalog) -> list[tuple[str, str, str]]:
+    """(table, column, label) of every labelled field's column: the labels become column comments, which BI
+    tools (DBeaver, Metabase, Superset, DataGrip) show next to the codes."""
+    labelled = []
+    for table in catalog.entity_resources:
+        for info in dataset.fields.get(table, []):
+            column = dataset.column_of(info.code)
+            if info.label and not info.multiple and dataset.has(table, column):
+                labelled.append((table, column, info.label))
+    return labelled
+
+
 def read_dataset(client: Any, dataset_name: str, naming: Any) -> Dataset:
     """Columns from the information schema (what really exists, in table order) and the `fields` table."""
     rows = client.execute_sql(
@@ -413,6 +425,8 @@ def create_views(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
             for name, select in definitions.items():
                 client.execute_sql(f"DROP VIEW IF EXISTS {dataset.table(name)}")
                 client.execute_sql(f"CREATE VIEW {dataset.table(name)} AS\n{select}")
+            for table, column, label in column_labels(dataset, catalog):
+                client.execute_sql(f"COMMENT ON COLUMN {dataset.table(table)}.{quote(column)} IS {literal(label)}")
     log.debug("created views %s", ", ".join(definitions))
     return list(definitions)
 

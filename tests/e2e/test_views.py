@@ -211,3 +211,23 @@ def test_the_fields_table_names_each_fields_column_or_child_table(pipeline: dlt.
     children = {(r["entity"], r["code"]): r["child_table"] for r in rows if r["child_table"]}
     assert children[("contacts", "PHONE")] == "contacts__phone"
     assert {t for t, _ in existing if t.startswith("contacts__")} <= set(children.values())
+
+
+def test_field_labels_are_column_comments(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    run(pipeline, portal)
+    if pipeline.destination.destination_name == "duckdb":
+        sql = (
+            "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = %s AND table_name = 'deals' "
+            "AND comment IS NOT NULL"
+        )
+    else:
+        sql = (
+            "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'deals' AND col_description(a.attrelid, a.attnum) IS NOT NULL"
+        )
+    with pipeline.sql_client() as client:
+        comments = dict(client.execute_sql(sql, pipeline.dataset_name))
+    meta = portal.call("crm.deal.fields")
+    assert comments["uf_crm_1699000007"] == meta["UF_CRM_1699000007"]["listLabel"] == "Clinic"
+    assert comments["title"] == meta["TITLE"]["title"]
