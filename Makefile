@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint bench soak emulator postgres-server clean
+.PHONY: demo test notebook lint bench soak emulator postgres-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ bench: $(STAMP) postgres-server
 ## make soak: hundreds of SIGKILLs at random points with random faults; every run after a kill must converge
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak --kills $(or $(KILLS),300) --seed $(or $(SEED),1)
+
+## make notebook: run the analyses on ./demo.duckdb (make demo first) into notebooks/crm_analyses.executed.ipynb,
+## charts included (BITRIX24_DUCKDB=your.duckdb for your own warehouse)
+notebook: $(STAMP)
+	$(BIN)/python -c "import nbclient, nbformat; nb = nbformat.read('notebooks/crm_analyses.ipynb', 4); \
+	    nbclient.NotebookClient(nb, resources={'metadata': {'path': 'notebooks'}}).execute(); \
+	    nbformat.write(nb, 'notebooks/crm_analyses.executed.ipynb')"
+	@echo "wrote notebooks/crm_analyses.executed.ipynb"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
