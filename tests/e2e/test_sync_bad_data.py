@@ -187,7 +187,12 @@ def test_a_pending_package_that_can_never_load_is_set_aside_and_its_data_read_ag
     with caplog.at_level(logging.WARNING, logger="bitrix24_sync"):
         report = run(pipeline, portal, resources="deals")
     assert any("set aside" in r.getMessage() for r in caplog.records)
-    assert not pipeline.has_pending_data and set(report.row_counts) <= {"fields", "fields__items", "deals"}
+    assert not pipeline.has_pending_data and set(report.row_counts) <= {
+        "fields",
+        "fields__items",
+        "deals",
+        "portal_info",
+    }
     assert pipeline.state["sources"]["bitrix24"]["resources"]["deals"]["cursor"] >= cursor
     spec = CATALOG.entity("deals")
     assert_entity_equal(pipeline, portal, spec)
