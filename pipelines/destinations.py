@@ -73,9 +73,13 @@ def duckdb_credentials(path: str) -> DuckDbCredentials:
 
 
 def default_writer_settings() -> None:
-    """Uncompressed intermediate files unless the user's dlt config says otherwise."""
+    """Uncompressed intermediate files, and an emptied staging dataset after each load (`<dataset>_staging` is
+    where dlt's merge puts a load's rows before it merges them; kept, it holds a copy of the last load), unless
+    the user's dlt config says otherwise."""
     if dlt.config.get("data_writer.disable_compression") is None:
         dlt.config["data_writer.disable_compression"] = True
+    if dlt.config.get("load.truncate_staging_dataset") is None:
+        dlt.config["load.truncate_staging_dataset"] = True
 
 
 _REASON = re.compile(r"The actual reason given is:\s*(.*)", re.DOTALL)

@@ -176,3 +176,17 @@ def test_reference_lists_longer_than_a_page(tmp_path: Path) -> None:
 
 def portal_list_users(portal: Portal) -> list[dict]:
     return [u for start in range(0, 150, 50) for u in portal.call("user.get", {"sort": "ID", "start": start})]
+
+
+def test_the_staging_dataset_is_emptied_after_the_load(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    """`bitrix24_crm_staging` is where dlt's merge stages a load; emptied afterwards, it keeps no second copy."""
+    run(pipeline, portal)
+    with pipeline.sql_client() as client:
+        staging = f"{pipeline.dataset_name}_staging"
+        tables = [t for (t,) in client.execute_sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", staging
+        )]  # fmt: skip
+        assert "deals" in tables
+        for table in (t for t in tables if not t.startswith("_dlt")):  # dlt's own schema record stays
+            (count,) = client.execute_sql(f'SELECT count(*) FROM "{staging}"."{table}"')[0]
+            assert count == 0, table
