@@ -107,7 +107,9 @@ class SourceRun:
 
 
 def catalog_of(state: SourceState | None = None) -> Catalog:
-    """The catalog a pipeline's runs use, without a request (discovered entities are cached in state)."""
+    """The catalog a pipeline's runs use, built without a request. Today that is the static entities; the smart
+    processes a portal reports (`crm.type.list`) will join from their cache in `state`, which is why every
+    caller hands the state in."""
     return Catalog.for_portal()
 
 
