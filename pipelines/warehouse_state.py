@@ -18,15 +18,17 @@ log = logging.getLogger("bitrix24_sync.pipeline")
 
 
 def warehouse_state_hash(pipeline: dlt.Pipeline) -> str | None:
-    """The hash of the newest state this pipeline loaded into the warehouse (None: none there)."""
+    """The hash of the state of this pipeline's newest completed load in the warehouse (None: none there)."""
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return None
-        table = client.make_qualified_table_name(pipeline.default_schema.state_table_name)
-        try:
+        schema = pipeline.default_schema
+        state = client.make_qualified_table_name(schema.state_table_name)
+        loads = client.make_qualified_table_name(schema.loads_table_name)
+        try:  # as dlt restores it: the state of the newest completed load (an aborted package's row is no state)
             rows = client.execute_sql(
-                f"SELECT version_hash FROM {table} WHERE pipeline_name = %s ORDER BY created_at DESC, version DESC "
-                "LIMIT 1",
+                f"SELECT s.version_hash FROM {state} AS s JOIN {loads} AS l ON l.load_id = s._dlt_load_id "
+                "WHERE s.pipeline_name = %s AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1",
                 pipeline.pipeline_name,
             )
         except Exception:  # no state table yet (a dataset of other tables): nothing of this pipeline there
