@@ -9,7 +9,6 @@ package behind), and only then the source runs.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -39,7 +38,7 @@ from pipelines.partition import partition_by_portal
 from pipelines.run_log import append_run, run_record, utc_stamp
 from pipelines.run_meter import RunMeter
 from pipelines.views import drop_views, refresh_views
-from pipelines.warehouse_state import adopt_warehouse_state
+from pipelines.warehouse_state import adopt_warehouse_state, check_working_folder
 from sources.bitrix24 import (
     Backfill,
     Bitrix24Client,
@@ -107,30 +106,6 @@ def make_pipeline(
         dataset_name=dataset_name,
         pipelines_dir=str(pipelines_dir),
     )
-
-
-def check_working_folder(working_dir: Path) -> None:
-    """dlt's state and schema files must be readable JSON (an editor, a full disk or a copy cut short can leave
-    them empty or cut off); dlt itself fails on them with a bare JSONDecodeError on every run. The warehouse
-    keeps a copy of the state with every load, so the way out is safe and costs nothing but re-reading what a
-    pending package held."""
-    for path in (working_dir / "state.json", *sorted((working_dir / "schemas").glob("*.json"))):
-        problem = ""
-        try:
-            content = path.read_bytes() if path.is_file() else None
-            if content is not None:
-                problem = "empty" if not content.strip() else ""
-                json.loads(content or b"null")
-        except (ValueError, UnicodeDecodeError):
-            problem = problem or "not valid JSON"
-        except OSError as error:
-            problem = error.strerror or type(error).__name__
-        if problem:
-            raise ConfigError(
-                f"the pipeline's {path.name} ({path}) is {problem}: the warehouse keeps the state, so it is safe to "
-                f"move the folder aside and run again (mv {working_dir} {working_dir}.broken): the state is restored "
-                "from the warehouse, and only data a run had not loaded yet is read again"
-            )
 
 
 def _other_destination(name: str) -> Any:

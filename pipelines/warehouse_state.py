@@ -1,4 +1,4 @@
-"""The pipeline's local state must be the state of the warehouse it describes.
+"""The pipeline's local state must be readable, and the state of the warehouse it describes.
 
 dlt keeps a pipeline's state in its working folder and a copy in every load package (`_dlt_pipeline_state` in the
 warehouse). The working folder is found by pipeline name, so the same name from another folder, a warehouse file
@@ -10,9 +10,13 @@ local state is dropped and the warehouse's own state restored (none: a full load
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import dlt
+
+from sources.bitrix24 import ConfigError
 
 log = logging.getLogger("bitrix24_sync.pipeline")
 
@@ -58,3 +62,27 @@ def adopt_warehouse_state(pipeline: dlt.Pipeline) -> bool:
     pipeline.activate()
     pipeline.sync_destination()
     return True
+
+
+def check_working_folder(working_dir: Path) -> None:
+    """dlt's state and schema files must be readable JSON (an editor, a full disk or a copy cut short can leave
+    them empty or cut off); dlt itself fails on them with a bare JSONDecodeError on every run. The warehouse
+    keeps a copy of the state with every load, so the way out is safe and costs nothing but re-reading what a
+    pending package held."""
+    for path in (working_dir / "state.json", *sorted((working_dir / "schemas").glob("*.json"))):
+        problem = ""
+        try:
+            content = path.read_bytes() if path.is_file() else None
+            if content is not None:
+                problem = "empty" if not content.strip() else ""
+                json.loads(content or b"null")
+        except (ValueError, UnicodeDecodeError):
+            problem = problem or "not valid JSON"
+        except OSError as error:
+            problem = error.strerror or type(error).__name__
+        if problem:
+            raise ConfigError(
+                f"the pipeline's {path.name} ({path}) is {problem}: the warehouse keeps the state, so it is safe to "
+                f"move the folder aside and run again (mv {working_dir} {working_dir}.broken): the state is restored "
+                "from the warehouse, and only data a run had not loaded yet is read again"
+            )
