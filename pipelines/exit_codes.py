@@ -75,14 +75,7 @@ def stopped_message(error: BaseException, finished: bool = False) -> str:
 
 def _stop_in(error: BaseException) -> BaseException | None:
     """The signal (dlt's SignalReceivedException, or a second Ctrl-C's KeyboardInterrupt) behind an error."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return current
-        seen.add(id(current))
-        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
-    return None
+    return next((e for e in _chain(error) if isinstance(e, KeyboardInterrupt)), None)
 
 
 def classify(error: BaseException) -> tuple[int, str]:

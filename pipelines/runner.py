@@ -300,8 +300,8 @@ def _locked_sync(
         options["resources"] = list(resources) if not isinstance(resources, str) else resources
     if credentials is not None:
         options["credentials"] = credentials
-    catalog = pipeline_catalog(pipeline)
-    everything = not resources or set(catalog.select(resources)) == set(catalog.resources)
+    known = pipeline_catalog(pipeline)
+    everything = not resources or set(known.select(resources)) == set(known.resources)
     source = bitrix24(
         client=run.client,
         refresh_reference=full_refresh or reference_lost(pipeline),
