@@ -21,9 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--leads", type=int, default=5000)
     parser.add_argument("--contacts", type=int, default=3000)
     parser.add_argument("--companies", type=int, default=1000)
-    parser.add_argument(
-        "--invoices", type=int, default=None, help="smart invoices (default: the generator's)"
-    )
+    parser.add_argument("--invoices", type=int, default=None, help="smart invoices (default: the generator's)")
     parser.add_argument("--users", type=int, default=25)
     parser.add_argument("--rate", type=float, default=2.0, help="leaky bucket drain, requests per second")
     parser.add_argument("--burst", type=int, default=50, help="leaky bucket capacity")
@@ -33,9 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token-lifetime", type=int, default=3600, help="OAuth access token lifetime, s")
     parser.add_argument("--token", default=None, help="webhook secret (default: random)")
     parser.add_argument("--scopes", default="crm,user,sale", help="comma-separated webhook/app scopes")
-    parser.add_argument(
-        "--db", default=None, help="SQLite file (default: in memory); reused if already seeded"
-    )
+    parser.add_argument("--db", default=None, help="SQLite file (default: in memory); reused if already seeded")
     parser.add_argument(
         "--fault",
         action="append",

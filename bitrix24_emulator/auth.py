@@ -59,9 +59,7 @@ class Identity:
         if self.allows(scope):
             return
         token_kind = "webhook token" if self.kind == "webhook" else "access token"
-        description = (
-            "" if in_batch else f"The request requires higher privileges than provided by the {token_kind}"
-        )
+        description = "" if in_batch else f"The request requires higher privileges than provided by the {token_kind}"
         raise ApiError("insufficient_scope", description, 401)
 
 
@@ -133,9 +131,7 @@ class AuthRegistry:
 
     # webhooks
 
-    def add_webhook(
-        self, scopes: tuple[str, ...] | list[str], user_id: int = 1, token: str | None = None
-    ) -> str:
+    def add_webhook(self, scopes: tuple[str, ...] | list[str], user_id: int = 1, token: str | None = None) -> str:
         token = token or random_token(16)
         with self._lock:
             self._webhooks[token] = Webhook(user_id, frozenset(scopes), len(self._webhooks) + 1)
@@ -186,9 +182,7 @@ class AuthRegistry:
             raise ApiError("expired_token", "The access token provided has expired", 401)
         return Identity("oauth", f"app:{grant.client_id}", grant.user_id, grant.scopes, grant.client_id)
 
-    def mint_code(
-        self, client_id: str, user_id: int = 1, scopes: tuple[str, ...] | list[str] | None = None
-    ) -> str:
+    def mint_code(self, client_id: str, user_id: int = 1, scopes: tuple[str, ...] | list[str] | None = None) -> str:
         with self._lock:
             app = self._apps.get(client_id)
             if app is None:

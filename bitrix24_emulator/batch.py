@@ -64,9 +64,7 @@ def split_command(call: str) -> tuple[str, str]:
     return method, query
 
 
-def run_batch(
-    params: dict[str, Any], execute: Execute, pick_failing: PickFailing | None = None
-) -> MethodResult:
+def run_batch(params: dict[str, Any], execute: Execute, pick_failing: PickFailing | None = None) -> MethodResult:
     upper = {str(key).upper(): value for key, value in params.items()}
     halt = php_bool(upper.get("HALT", False))
     cmd = upper.get("CMD")
@@ -90,9 +88,7 @@ def run_batch(
     position = 0
     for number, (key, call) in enumerate(commands):
         if number >= BATCH_MAX_LENGTH:
-            outcome = Outcome(
-                error=ApiError("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded").body()
-            )
+            outcome = Outcome(error=ApiError("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded").body())
         elif not isinstance(call, str):
             continue
         else:
@@ -121,9 +117,7 @@ def _run_one(call: str, results: dict[str, dict[str | int, Any]], execute: Execu
     method, query = split_command(call)
     if method.lower() in NOT_IN_BATCH:
         return Outcome(
-            error=ApiError(
-                "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", 405
-            ).body()
+            error=ApiError("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", 405).body()
         )
     if fault:
         return Outcome(error=ApiError("INTERNAL_SERVER_ERROR", "Internal server error", 500).body())

@@ -47,6 +47,7 @@ from .seed_pools import (
     person_last_name,
     ru_female,
 )
+from .seed_wider_crm import seed_wider_crm
 from .store import EntityTable, Store, UserField
 
 PORTAL_END = int(datetime(2026, 11, 20, 9, 0, tzinfo=UTC).timestamp())
@@ -176,11 +177,7 @@ def _uf_value_single(uf: UserField, rng: random.Random, counts: dict[str, int], 
     if t == "boolean":
         return rng.randint(0, 1)
     if t == "date":
-        return (
-            datetime.fromtimestamp(rng.randint(PORTAL_START, PORTAL_END + 86400 * 200), UTC)
-            .date()
-            .isoformat()
-        )
+        return datetime.fromtimestamp(rng.randint(PORTAL_START, PORTAL_END + 86400 * 200), UTC).date().isoformat()
     if t == "datetime":
         return rng.randint(PORTAL_START, PORTAL_END)
     if t == "enumeration":
@@ -296,17 +293,11 @@ def seed_portal(
         conn.executemany(
             "INSERT INTO status (ENTITY_ID, STATUS_ID, NAME, NAME_INIT, SORT, SYSTEM, CATEGORY_ID, "
             "COLOR, SEMANTICS) VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (e, s, n, n if sy == "Y" else "", so, sy, c, col, sem)
-                for e, s, n, so, sy, c, col, sem in status_rows()
-            ],
+            [(e, s, n, n if sy == "Y" else "", so, sy, c, col, sem) for e, s, n, so, sy, c, col, sem in status_rows()],
         )
         conn.executemany(
             "INSERT INTO category VALUES (?,?,?,?,?)",
-            [
-                (2, cid, name, sort, "Y" if cid == 0 else "N")
-                for cid, (name, sort, _s) in DEAL_CATEGORIES.items()
-            ]
+            [(2, cid, name, sort, "Y" if cid == 0 else "N") for cid, (name, sort, _s) in DEAL_CATEGORIES.items()]
             + [(31, SMART_INVOICE_CATEGORY, "Invoices", 500, "Y")],
         )
         conn.executemany("INSERT INTO pay_system VALUES (?,?)", PAY_SYSTEMS)
@@ -321,8 +312,7 @@ def seed_portal(
                 for i, (suffix, t, labels, mult, items) in enumerate(plan)
             ]
         uf_templates = {
-            key: _templates(lambda key=key: tuple(_uf_value(uf, rng, counts, users) for uf in ufs[key]))
-            for key in ufs
+            key: _templates(lambda key=key: tuple(_uf_value(uf, rng, counts, users) for uf in ufs[key])) for key in ufs
         }
         names = _person_names(rng)
         gen = _Generator(rng, store, counts, users, names, uf_templates, ufs)
@@ -332,6 +322,7 @@ def seed_portal(
         gen.deals(conn)
         gen.invoices(conn)
         gen.payments(conn)
+        seed_wider_crm(store, conn, random.Random(seed * 7919 + 1), max(users, 1))
 
 
 class _Generator:
@@ -365,9 +356,7 @@ class _Generator:
         """Phones and e-mails (where HAS_PHONE / HAS_EMAIL say so) and some web / IM contacts of the rows just
         loaded, computed in SQL from the row id and a seeded salt: far faster than Python tuples.
         """
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS mf_pool (kind TEXT, k INTEGER, v TEXT, PRIMARY KEY (kind, k))"
-        )
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS mf_pool (kind TEXT, k INTEGER, v TEXT, PRIMARY KEY (kind, k))")
         conn.execute("DELETE FROM temp.mf_pool")
         conn.executemany(
             "INSERT INTO temp.mf_pool VALUES (?,?,?)",

@@ -22,9 +22,7 @@ class Stage:
 
 
 def _stages(prefix: str, items: list[tuple[str, str, str | None, str]]) -> list[Stage]:
-    return [
-        Stage(f"{prefix}{sid}", name, sem, color, apology=sid == "APOLOGY") for sid, name, sem, color in items
-    ]
+    return [Stage(f"{prefix}{sid}", name, sem, color, apology=sid == "APOLOGY") for sid, name, sem, color in items]
 
 
 # category id -> (name, sort, stages)
@@ -216,9 +214,7 @@ def status_rows() -> list[tuple[str, str, str, int, str, int | None, str | None,
     def stages(entity: str, items: list[Stage], category: int | None) -> None:
         for i, s in enumerate(items):
             system = (
-                "Y"
-                if s.status_id.split(":")[-1] in ("NEW", "WON", "LOSE", "CONVERTED", "JUNK", "N", "P", "D")
-                else "N"
+                "Y" if s.status_id.split(":")[-1] in ("NEW", "WON", "LOSE", "CONVERTED", "JUNK", "N", "P", "D") else "N"
             )
             rows.append((entity, s.status_id, s.name, (i + 1) * 10, system, category, s.color, s.semantics))
 
@@ -228,7 +224,5 @@ def status_rows() -> list[tuple[str, str, str, int, str, int | None, str | None,
     stages(f"SMART_INVOICE_STAGE_{SMART_INVOICE_CATEGORY}", SMART_INVOICE_STAGES, SMART_INVOICE_CATEGORY)
     for entity, items2 in SIMPLE_DICTIONARIES.items():
         for i, (sid, name) in enumerate(items2):
-            rows.append(
-                (entity, sid, name, (i + 1) * 10, "Y" if not sid.startswith("UC_") else "N", None, None, None)
-            )
+            rows.append((entity, sid, name, (i + 1) * 10, "Y" if not sid.startswith("UC_") else "N", None, None, None))
     return rows

@@ -125,9 +125,7 @@ _MOVED_TAIL = [
     *_DATES,
     _f("MOVED_TIME", "datetime", "MOVED_TIME", **_RO),
 ]
-_UTM = [
-    _f(f"UTM_{p}", "string", f"UTM {p.lower()}") for p in ("SOURCE", "MEDIUM", "CAMPAIGN", "CONTENT", "TERM")
-]
+_UTM = [_f(f"UTM_{p}", "string", f"UTM {p.lower()}") for p in ("SOURCE", "MEDIUM", "CAMPAIGN", "CONTENT", "TERM")]
 _ACTIVITY = [
     _f("LAST_ACTIVITY_TIME", "datetime", "Last activity", **_RO),
     _f("LAST_ACTIVITY_BY", "user", "Last activity by", **_RO),
@@ -305,6 +303,58 @@ SMART_INVOICE_FIELDS = [
     *_ACTIVITY,
 ]
 
+# Quotes (entityTypeId 7): read through crm.item.* (crm.quote.* is deprecated); docs crm/quote/ and
+# crm/universal/crm-item-fields.md
+QUOTE_FIELDS = [
+    _ID,
+    _f("TITLE", "string", "Name"),
+    _f("QUOTE_NUMBER", "string", "Quote #", **_RO),
+    _f("STATUS_ID", "crm_status", "Stage", status_type="QUOTE_STATUS"),
+    _f("OPPORTUNITY", "double", "Amount"),
+    _f("IS_MANUAL_OPPORTUNITY", "char", "Manual amount"),
+    _f("TAX_VALUE", "double", "Tax"),
+    _f("CURRENCY_ID", "crm_currency", "Currency"),
+    _f("DEAL_ID", "crm_deal", "Deal"),
+    _f("LEAD_ID", "crm_lead", "Lead"),
+    _f("COMPANY_ID", "crm_company", "Company"),
+    _f("CONTACT_ID", "crm_contact", "Contact"),
+    _f("MYCOMPANY_ID", "crm_company", "Your company details"),
+    _f("BEGINDATE", "date", "Created on (date)"),
+    _f("CLOSEDATE", "date", "Expiration date"),
+    _f("OPENED", "char", "Available to everyone"),
+    _f("CLOSED", "char", "Closed"),
+    _f("COMMENTS", "string", "Comment"),
+    *_COMMON_TAIL,
+]
+
+# A smart process's standard fields (docs crm/universal/crm-item-fields.md); which ones a type shows depends
+# on its flags, the emulator gives every type all of them.
+SMART_PROCESS_FIELDS = [
+    _ID,
+    _f("XML_ID", "string", "External ID"),
+    _f("TITLE", "string", "Name"),
+    _f("CATEGORY_ID", "crm_category", "Pipeline", immutable=True),
+    _f("STAGE_ID", "crm_status", "Stage"),
+    _f("PREVIOUS_STAGE_ID", "crm_status", "Previous stage", read_only=True),
+    _f("BEGINDATE", "date", "Start date"),
+    _f("CLOSEDATE", "date", "End date"),
+    _f("OPENED", "char", "Available to everyone"),
+    _f("COMPANY_ID", "crm_company", "Company"),
+    _f("CONTACT_ID", "crm_contact", "Contact"),
+    _f("OPPORTUNITY", "double", "Amount"),
+    _f("IS_MANUAL_OPPORTUNITY", "char", "Manual amount"),
+    _f("TAX_VALUE", "double", "Tax"),
+    _f("CURRENCY_ID", "crm_currency", "Currency"),
+    _f("SOURCE_ID", "crm_status", "Source", status_type="SOURCE"),
+    _f("SOURCE_DESCRIPTION", "string", "Source information"),
+    _f("PARENT_ID_2", "crm_deal", "Deal"),
+    _f("WEBFORM_ID", "integer", "Created by CRM form", **_RO),
+    *_COMMON_TAIL,
+    _f("MOVED_BY_ID", "user", "Moved by", **_RO),
+    _f("MOVED_TIME", "datetime", "Moved on", **_RO),
+    *_ACTIVITY,
+]
+
 
 @dataclass(frozen=True)
 class EntityKind:
@@ -342,9 +392,35 @@ ENTITIES: dict[str, EntityKind] = {
             legacy=False,
             uf_prefix="UF_CRM_SMART_INVOICE_",
         ),
+        EntityKind("quote", 7, "QUOTE", "CRM_QUOTE", "Q", QUOTE_FIELDS, legacy=False),
     )
 }
-BY_TYPE_ID = {e.type_id: e for e in ENTITIES.values()}
+
+
+def smart_process_kind(type_id: int, entity_type_id: int) -> EntityKind:
+    """The kind of a smart process: `crm.type` id 5 with entityTypeId 1038 stores its user fields under
+    `CRM_5` as `UF_CRM_5_...` (camelCase `ufCrm5_...`) and prefixes its `crm` field values with `T40e_`."""
+    return EntityKind(
+        f"dynamic_{entity_type_id}",
+        entity_type_id,
+        f"DYNAMIC_{entity_type_id}",
+        f"CRM_{type_id}",
+        f"T{entity_type_id:x}",
+        SMART_PROCESS_FIELDS,
+        legacy=False,
+        uf_prefix=f"UF_CRM_{type_id}_",
+    )
+
+
+def stage_entity(entity_type_id: int, category_id: int) -> str:
+    """The crm.status ENTITY_ID of a pipeline's stages: `DYNAMIC_1038_STAGE_12` for a smart process."""
+    return f"DYNAMIC_{entity_type_id}_STAGE_{category_id}"
+
+
+def stage_prefix(entity_type_id: int, category_id: int) -> str:
+    """Stage ids of a smart-process pipeline: `DT1038_12:NEW`."""
+    return f"DT{entity_type_id}_{category_id}:"
+
 
 UF_NAME_RE = re.compile(r"^UF_CRM_[A-Z0-9_]+$")
 

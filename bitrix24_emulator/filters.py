@@ -128,13 +128,7 @@ class FilterCompiler:
         nullable: bool,
     ) -> str:
         if base == "@" or (base == "=" and isinstance(value, list | dict)):
-            items = (
-                list(value.values())
-                if isinstance(value, dict)
-                else value
-                if isinstance(value, list)
-                else [value]
-            )
+            items = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
             conv = [self._scalar(name, col, v) for v in items]
             if not conv:
                 return "0"
@@ -177,9 +171,7 @@ class FilterCompiler:
             return 1 if truthy(value) else 0
         return str(value)
 
-    def _multifield(
-        self, negate: bool, base: str, name: str, col: FilterColumn, value: Any, params: list[Any]
-    ) -> str:
+    def _multifield(self, negate: bool, base: str, name: str, col: FilterColumn, value: Any, params: list[Any]) -> str:
         """Multifield filters match exact values only (docs), whatever the operator."""
         items = value if isinstance(value, list) else [value]
         if any(isinstance(v, list | dict) for v in items):

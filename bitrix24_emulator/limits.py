@@ -126,9 +126,7 @@ class OperatingTime:
             return []
         now = self.clock.time()
         current = int(now // BUCKET_SECONDS)
-        for number in [
-            n for n, (_, expires) in buckets.items() if n <= current - BUCKET_COUNT or expires <= now
-        ]:
+        for number in [n for n, (_, expires) in buckets.items() if n <= current - BUCKET_COUNT or expires <= now]:
             del buckets[number]
         return [buckets[n] for n in sorted(buckets)]
 

@@ -44,9 +44,7 @@ class BackgroundServer:
     With `ssl_context` it serves HTTPS, as every cloud portal does (some clients, e.g. b24pysdk, only speak it).
     """
 
-    def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
-    ):
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None):
         self.host = host
         self.scheme = "https" if ssl_context is not None else "http"
         self._server: BaseWSGIServer = make_server(
@@ -203,9 +201,7 @@ class Portal:
 
     def authorization_code(self, user_id: int = 1, scopes: Iterable[str] | None = None) -> str:
         """A fresh code for `grant_type=authorization_code` (lives 30 s by the portal clock)."""
-        return self.auth.mint_code(
-            self._app.client_id, user_id, tuple(scopes) if scopes is not None else None
-        )
+        return self.auth.mint_code(self._app.client_id, user_id, tuple(scopes) if scopes is not None else None)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call a method with the main webhook as an admin (not counted, not limited); returns `result`."""

@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from . import deal_contacts
 from .errors import ApiError
 from .fieldmeta import MULTIFIELD_TYPES
 from .filters import FilterColumn, FilterCompiler, FilterError
@@ -100,10 +101,7 @@ def item_filter(table: EntityTable, ctx: MethodContext, flt: dict[str, Any]) -> 
 
 def _stage_sort(col: Column) -> Column:
     """order[STAGE_ID] sorts deals by the stage's position in its pipeline, not alphabetically (core-src)."""
-    expr = (
-        '(SELECT s.SORT FROM status s WHERE s.STATUS_ID = "t"."STAGE_ID" '
-        "AND s.ENTITY_ID LIKE 'DEAL_STAGE%')"
-    )
+    expr = '(SELECT s.SORT FROM status s WHERE s.STATUS_ID = "t"."STAGE_ID" AND s.ENTITY_ID LIKE \'DEAL_STAGE%\')'
     return _ExprColumn(col, expr)
 
 
@@ -149,8 +147,7 @@ def item_order(table: EntityTable, order: dict[str, Any]) -> list[tuple[Column, 
         if d not in ("ASC", "DESC"):
             raise ApiError(
                 "INVALID_ARG_VALUE",
-                f"Invalid order: allowed sort directions are ASC, DESC. But got '{direction}' for field "
-                f"'{name}'",
+                f"Invalid order: allowed sort directions are ASC, DESC. But got '{direction}' for field '{name}'",
             )
         out.append((col, d))
     return out
@@ -189,11 +186,7 @@ def item_select(table: EntityTable, select: list[Any]) -> tuple[list[Column], bo
     every_uf = "UF_*" in names
     if "contactIds" in names:
         names.add("contactId")
-    cols = [
-        c
-        for c in table.columns.values()
-        if c.camel in names or c.name in names or (every_uf and c.uf is not None)
-    ]
+    cols = [c for c in table.columns.values() if c.camel in names or c.name in names or (every_uf and c.uf is not None)]
     keep = {c.camel for c in cols if c.camel in names or c.name in names or c.uf is not None}
     keep |= names & {"contactIds", "entityTypeId"}
     if "contactId" not in select and "CONTACT_ID" not in select:
@@ -225,10 +218,7 @@ def format_legacy(
             per = mf.get(rid, {})
             for t in multi:
                 if t in per:
-                    rec[t] = [
-                        {"ID": str(mid), "VALUE_TYPE": vt, "VALUE": val, "TYPE_ID": t}
-                        for mid, vt, val in per[t]
-                    ]
+                    rec[t] = [{"ID": str(mid), "VALUE_TYPE": vt, "VALUE": val, "TYPE_ID": t} for mid, vt, val in per[t]]
         out.append(rec)
     return out
 
@@ -243,13 +233,17 @@ def format_item(
     rows = list(rows)
     fmts = [(c.camel, c.item) for c in cols]
     mf = table.multifields([r[0] for r in rows], list(MULTIFIELD_TYPES)) if with_fm else {}
-    extra = table.kind.key == "deal"
+    bound = (
+        deal_contacts.bindings(table.store.conn, [r[0] for r in rows])
+        if table.kind.key == "deal" and (keep is None or "contactIds" in keep)
+        else None
+    )
     out = []
     for row in rows:
         rid = row[0]
         rec = {name: fmt(v, rid) for (name, fmt), v in zip(fmts, row[1:], strict=True)}
-        if extra and "contactId" in rec:
-            rec["contactIds"] = [rec["contactId"]] if rec["contactId"] else []
+        if bound is not None:
+            rec["contactIds"] = [b["CONTACT_ID"] for b in bound.get(rid, [])]
         if with_fm:
             rec["fm"] = [
                 {"id": mid, "valueType": vt, "value": val, "typeId": t}
@@ -301,9 +295,7 @@ def _file_ids(value: Any, multiple: bool) -> Any:
     ids = []
     for item in items:
         if isinstance(item, dict) and "fileData" in item:
-            ids.append(
-                zlib.crc32(json.dumps(item["fileData"], sort_keys=True).encode()) % 10_000_000 + 100_000
-            )
+            ids.append(zlib.crc32(json.dumps(item["fileData"], sort_keys=True).encode()) % 10_000_000 + 100_000)
         elif isinstance(item, dict) and item.get("id"):
             ids.append(php_intval(item["id"]))
         elif item not in (None, "", [], {}) and not isinstance(item, dict | list):

@@ -164,9 +164,7 @@ class Emulator:
             body = body[: len(body) // 2]
         return _json_response(body, 200, identity, processing)
 
-    def _authenticate(
-        self, webhook: tuple[str, str] | None, request: Request, params: dict[str, Any]
-    ) -> Identity:
+    def _authenticate(self, webhook: tuple[str, str] | None, request: Request, params: dict[str, Any]) -> Identity:
         if webhook is not None:
             return self.auth.webhook(*webhook)
         token: str | None = None

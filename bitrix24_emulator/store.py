@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .fieldmeta import ENTITIES, UF_STORAGE, EntityKind, StdField, uf_camel
+from .fieldmeta import ENTITIES, UF_STORAGE, EntityKind, StdField, smart_process_kind, uf_camel
 from .filters import FilterColumn
 from .values import Formatter, TimeFormat, std_formatter, uf_formatter
 
@@ -69,12 +69,47 @@ NOT NULL,
     CURRENCY TEXT NOT NULL, DATE_BILL INTEGER NOT NULL, IS_RETURN TEXT NOT NULL DEFAULT 'N',
     MARKED TEXT NOT NULL DEFAULT 'N', XML_ID TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pay_system (ID INTEGER PRIMARY KEY, NAME TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS crm_type (ID INTEGER PRIMARY KEY, ENTITY_TYPE_ID INTEGER NOT NULL UNIQUE,
+    TITLE TEXT NOT NULL, CODE TEXT NOT NULL DEFAULT '', FLAGS TEXT NOT NULL, CREATED_BY INTEGER NOT NULL,
+    CREATED_TIME INTEGER NOT NULL, UPDATED_TIME INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS stage_history (ID INTEGER PRIMARY KEY, ENTITY_TYPE_ID INTEGER NOT NULL,
+    TYPE_ID INTEGER NOT NULL, OWNER_ID INTEGER NOT NULL, CREATED_TIME INTEGER NOT NULL, CATEGORY_ID INTEGER,
+    STAGE_SEMANTIC_ID TEXT NOT NULL, STAGE_ID TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS currency (CURRENCY TEXT PRIMARY KEY, AMOUNT_CNT INTEGER NOT NULL, AMOUNT REAL NOT
+    NULL, SORT INTEGER NOT NULL, BASE TEXT NOT NULL, FULL_NAME TEXT NOT NULL, FORMAT_STRING TEXT NOT NULL,
+    DECIMALS INTEGER NOT NULL, DATE_UPDATE INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS product (ID INTEGER PRIMARY KEY, IBLOCK_ID INTEGER NOT NULL, NAME TEXT NOT NULL,
+    PRICE REAL NOT NULL, CURRENCY TEXT NOT NULL, ACTIVE TEXT NOT NULL, TIMESTAMP_X INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS product_row (ID INTEGER PRIMARY KEY, OWNER_TYPE TEXT NOT NULL, OWNER_ID INTEGER
+    NOT NULL, PRODUCT_ID INTEGER NOT NULL, PRODUCT_NAME TEXT NOT NULL, PRICE REAL NOT NULL, QUANTITY REAL NOT
+    NULL, DISCOUNT_SUM REAL NOT NULL DEFAULT 0, TAX_RATE REAL, MEASURE_NAME TEXT NOT NULL, SORT INTEGER NOT
+    NULL);
+CREATE TABLE IF NOT EXISTS deal_contact (DEAL_ID INTEGER NOT NULL, CONTACT_ID INTEGER NOT NULL, SORT INTEGER
+    NOT NULL, IS_PRIMARY TEXT NOT NULL, PRIMARY KEY (DEAL_ID, CONTACT_ID));
+CREATE TABLE IF NOT EXISTS activity (ID INTEGER PRIMARY KEY, OWNER_TYPE_ID INTEGER NOT NULL, OWNER_ID INTEGER
+    NOT NULL, TYPE_ID INTEGER NOT NULL, PROVIDER_ID TEXT NOT NULL, PROVIDER_TYPE_ID TEXT, SUBJECT TEXT NOT
+    NULL, CREATED INTEGER NOT NULL, LAST_UPDATED INTEGER NOT NULL, START_TIME INTEGER, END_TIME INTEGER,
+    DEADLINE INTEGER, COMPLETED TEXT NOT NULL, STATUS INTEGER NOT NULL, RESPONSIBLE_ID INTEGER NOT NULL,
+    PRIORITY INTEGER NOT NULL, DESCRIPTION TEXT NOT NULL DEFAULT '', DIRECTION INTEGER NOT NULL, AUTHOR_ID
+    INTEGER NOT NULL, EDITOR_ID INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS activity_communication (ID INTEGER PRIMARY KEY, ACTIVITY_ID INTEGER NOT NULL,
+    TYPE TEXT NOT NULL, VALUE TEXT NOT NULL, ENTITY_TYPE_ID INTEGER NOT NULL, ENTITY_ID INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS call (ID INTEGER PRIMARY KEY, CALL_ID TEXT NOT NULL, PORTAL_USER_ID INTEGER NOT
+    NULL, PHONE_NUMBER TEXT NOT NULL, CALL_TYPE INTEGER NOT NULL, CALL_DURATION INTEGER NOT NULL,
+    CALL_START_DATE INTEGER NOT NULL, CALL_FAILED_CODE TEXT NOT NULL, CALL_FAILED_REASON TEXT NOT NULL,
+    COST REAL NOT NULL, COST_CURRENCY TEXT NOT NULL, CRM_ENTITY_TYPE TEXT, CRM_ENTITY_ID INTEGER,
+    CRM_ACTIVITY_ID INTEGER);
 """
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS ix_multifield_owner ON multifield (ENTITY_ID, ELEMENT_ID);
 CREATE INDEX IF NOT EXISTS ix_order_owner ON sale_order (OWNER_TYPE_ID, OWNER_ID);
 CREATE INDEX IF NOT EXISTS ix_payment_order ON payment (ORDER_ID);
+CREATE INDEX IF NOT EXISTS ix_history_owner ON stage_history (ENTITY_TYPE_ID, OWNER_ID);
+CREATE INDEX IF NOT EXISTS ix_product_row_owner ON product_row (OWNER_TYPE, OWNER_ID);
+CREATE INDEX IF NOT EXISTS ix_activity_updated ON activity (LAST_UPDATED);
+CREATE INDEX IF NOT EXISTS ix_activity_owner ON activity (OWNER_TYPE_ID, OWNER_ID);
+CREATE INDEX IF NOT EXISTS ix_communication_activity ON activity_communication (ACTIVITY_ID);
 """
 
 
@@ -152,9 +187,7 @@ class EntityTable:
         present = {row[1] for row in self.store.conn.execute(f'PRAGMA table_info("{self.kind.key}")')}
         for f in self.kind.fields:
             if f.name not in present:
-                self.store.conn.execute(
-                    f'ALTER TABLE "{self.kind.key}" ADD COLUMN "{f.name}" {_SQL_TYPE[f.storage]}'
-                )
+                self.store.conn.execute(f'ALTER TABLE "{self.kind.key}" ADD COLUMN "{f.name}" {_SQL_TYPE[f.storage]}')
 
     def create_indexes(self) -> None:
         self.store.conn.execute(
@@ -202,8 +235,7 @@ class EntityTable:
         return {
             "id": fid,
             "url": url,
-            "urlMachine": f"/rest/crm.controller.item.getFile?entityTypeId="
-            f"{self.kind.type_id}&id={rid}&fileId={fid}",
+            "urlMachine": f"/rest/crm.controller.item.getFile?entityTypeId={self.kind.type_id}&id={rid}&fileId={fid}",
         }
 
     # ---- reads
@@ -247,10 +279,7 @@ class EntityTable:
         ).fetchone()
 
     def exists(self, rid: int) -> bool:
-        return (
-            self.store.conn.execute(f'SELECT 1 FROM "{self.kind.key}" WHERE ID = ?', (rid,)).fetchone()
-            is not None
-        )
+        return self.store.conn.execute(f'SELECT 1 FROM "{self.kind.key}" WHERE ID = ?', (rid,)).fetchone() is not None
 
     def multifields(self, ids: list[int], types: list[str]) -> dict[int, dict[str, list[tuple[Any, ...]]]]:
         """{element_id: {TYPE_ID: [(ID, VALUE_TYPE, VALUE), ...]}} for the page's ids, by multifield ID."""
@@ -285,11 +314,14 @@ class EntityTable:
         self.store.conn.execute(f'UPDATE "{self.kind.key}" SET {sets} WHERE ID = ?', [*values.values(), rid])
 
     def delete(self, rid: int) -> None:
+        """A record goes with what hangs on it: multi-fields, stage history, product rows, contact links."""
         conn = self.store.conn
         conn.execute(f'DELETE FROM "{self.kind.key}" WHERE ID = ?', (rid,))
-        conn.execute(
-            "DELETE FROM multifield WHERE ENTITY_ID = ? AND ELEMENT_ID = ?", (self.kind.type_name, rid)
-        )
+        conn.execute("DELETE FROM multifield WHERE ENTITY_ID = ? AND ELEMENT_ID = ?", (self.kind.type_name, rid))
+        conn.execute("DELETE FROM stage_history WHERE ENTITY_TYPE_ID = ? AND OWNER_ID = ?", (self.kind.type_id, rid))
+        conn.execute("DELETE FROM product_row WHERE OWNER_TYPE = ? AND OWNER_ID = ?", (self.kind.crm_prefix, rid))
+        if self.kind.type_id == 2:
+            conn.execute("DELETE FROM deal_contact WHERE DEAL_ID = ?", (rid,))
 
     def write_multifields(self, rid: int, type_id: str, changes: list[dict[str, Any]]) -> None:
         """Legacy multifield writes: without ID adds, with ID changes, empty VALUE or DELETE=Y removes."""
@@ -305,8 +337,7 @@ class EntityTable:
             if mid:
                 if delete:
                     conn.execute(
-                        "DELETE FROM multifield WHERE ID = ? AND ENTITY_ID = ? AND ELEMENT_ID = ? "
-                        "AND TYPE_ID = ?",
+                        "DELETE FROM multifield WHERE ID = ? AND ENTITY_ID = ? AND ELEMENT_ID = ? AND TYPE_ID = ?",
                         (int(mid), *key),
                     )
                 else:
@@ -317,8 +348,7 @@ class EntityTable:
                     )
             elif not delete:
                 conn.execute(
-                    "INSERT INTO multifield (ENTITY_ID, ELEMENT_ID, TYPE_ID, VALUE_TYPE, VALUE) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO multifield (ENTITY_ID, ELEMENT_ID, TYPE_ID, VALUE_TYPE, VALUE) VALUES (?, ?, ?, ?, ?)",
                     (*key, vtype, str(value)),
                 )
         if type_id in ("PHONE", "EMAIL") and f"HAS_{type_id}" in self.columns:
@@ -369,7 +399,8 @@ class EntityTable:
 
 
 class Store:
-    """The portal's data. `tables[key]` per entity (lead, deal, contact, company, smart_invoice)."""
+    """The portal's data. `tables[key]` per entity (lead, deal, contact, company, smart_invoice, quote, and a
+    `dynamic_<entityTypeId>` per smart process in `crm_type`)."""
 
     def __init__(self, path: str, clock: Clock):
         self.clock = clock
@@ -380,6 +411,9 @@ class Store:
         self.tables = {key: EntityTable(self, kind) for key, kind in ENTITIES.items()}
         with self.lock:
             self.conn.executescript(_SCHEMA)
+            for type_id, entity_type_id in self.conn.execute("SELECT ID, ENTITY_TYPE_ID FROM crm_type"):
+                kind = smart_process_kind(type_id, entity_type_id)
+                self.tables[kind.key] = EntityTable(self, kind)
             for table in self.tables.values():
                 table.create()
             self._load_userfields()
@@ -390,6 +424,25 @@ class Store:
 
     def table(self, key: str) -> EntityTable:
         return self.tables[key]
+
+    def by_type_id(self, entity_type_id: int) -> EntityTable | None:
+        """The table of an entityTypeId (a smart process's only while its type exists)."""
+        return next((t for t in self.tables.values() if t.kind.type_id == entity_type_id), None)
+
+    def add_smart_process(self, type_id: int, entity_type_id: int) -> EntityTable:
+        """A smart process's table, made when its type is added (call under the lock)."""
+        table = EntityTable(self, smart_process_kind(type_id, entity_type_id))
+        self.tables[table.kind.key] = table
+        table.create()
+        table.create_indexes()
+        table.rebuild_columns()
+        return table
+
+    def drop_smart_process(self, entity_type_id: int) -> None:
+        table = self.by_type_id(entity_type_id)
+        if table is not None:
+            del self.tables[table.kind.key]
+            self.conn.execute(f'DROP TABLE IF EXISTS "{table.kind.key}"')
 
     def is_empty(self) -> bool:
         with self.lock:
@@ -427,9 +480,7 @@ class Store:
         for fid, iid, value, sort, default, xml in conn.execute(
             "SELECT USER_FIELD_ID, ID, VALUE, SORT, DEF, XML_ID FROM userfield_enum ORDER BY SORT, ID"
         ):
-            items.setdefault(fid, []).append(
-                {"ID": iid, "VALUE": value, "SORT": sort, "DEF": default, "XML_ID": xml}
-            )
+            items.setdefault(fid, []).append({"ID": iid, "VALUE": value, "SORT": sort, "DEF": default, "XML_ID": xml})
         by_entity = {t.kind.uf_entity: t for t in self.tables.values()}
         for t in self.tables.values():
             t.userfields = []

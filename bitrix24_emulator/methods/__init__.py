@@ -70,6 +70,19 @@ def method(name: str, scope: str) -> Callable[[Handler], Handler]:
 
 def load_all() -> dict[str, MethodSpec]:
     """Import every method module so their decorators run; returns the registry."""
-    from . import crm_items, crm_legacy, dictionaries, payments, system  # noqa: F401
+    from . import (  # noqa: F401
+        activities,
+        crm_history,
+        crm_items,
+        crm_legacy,
+        crm_types,
+        currencies,
+        deal_contacts,
+        dictionaries,
+        payments,
+        products,
+        system,
+        telephony,
+    )
 
     return METHODS

@@ -1,5 +1,6 @@
-"""crm.item.list / crm.item.get / crm.item.fields for leads (1), deals (2), contacts (3), companies (4) and
-smart invoices (31): camelCase names, typed values, `ufCrm*` user fields, `result.items`.
+"""crm.item.list / get / fields / add / update / delete for leads (1), deals (2), contacts (3), companies (4),
+quotes (7), smart invoices (31) and every smart process: camelCase names, typed values, `ufCrm*` user fields,
+`result.items`.
 
 Unlike the legacy lists, an unknown filter or order field is an error (INVALID_ARG_VALUE), and `start=-1`
 drops the whole navigation block (no `total`, no `next`: core-src RestManager::getNavigationData; the sample
@@ -11,9 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import workflow
 from ..errors import ApiError, missing_parameter
-from ..fieldmeta import BY_TYPE_ID
-from ..records import as_list, as_mapping, format_item, item_filter, item_order, item_select
+from ..records import (
+    as_list,
+    as_mapping,
+    format_item,
+    item_column,
+    item_filter,
+    item_order,
+    item_select,
+    stored_fields,
+)
 from ..store import EntityTable
 from ..values import php_intval
 from . import MethodContext, MethodResult, method
@@ -24,10 +34,10 @@ def _table(ctx: MethodContext, params: dict[str, Any]) -> EntityTable:
     raw = params.get("entityTypeId")
     if raw is None or raw == "":
         raise missing_parameter("entityTypeId")
-    kind = BY_TYPE_ID.get(php_intval(raw)) if not isinstance(raw, list | dict) else None
-    if kind is None:
+    table = ctx.store.by_type_id(php_intval(raw)) if not isinstance(raw, list | dict) else None
+    if table is None:
         raise ApiError("NOT_FOUND", "SPA not found")
-    return ctx.store.table(kind.key)
+    return table
 
 
 def _uf_names(table: EntityTable, params: dict[str, Any]) -> dict[str, str]:
@@ -99,3 +109,79 @@ def item_fields(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
                 "upperName": "FM",
             }
     return MethodResult({"fields": _renamed(out, _uf_names(table, params))})
+
+
+def _item_id(params: dict[str, Any]) -> int:
+    if params.get("id") in (None, ""):
+        raise missing_parameter("id")
+    return php_intval(params["id"]) if not isinstance(params["id"], list | dict) else 0
+
+
+def _upper_fields(table: EntityTable, fields: dict[str, Any]) -> dict[str, Any]:
+    """camelCase (or UPPER_CASE) field names of a write -> the stored names; unknown ones are dropped."""
+    out = {}
+    for name, value in fields.items():
+        col = item_column(table, str(name))
+        if col is not None:
+            out[col.name] = value
+    return out
+
+
+@method("crm.item.add", "crm")
+def item_add(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    now = int(ctx.clock.now_seconds().timestamp())
+    with ctx.store.lock:
+        table = _table(ctx, params)
+        fields = _upper_fields(table, as_mapping(params.get("fields"), "fields", legacy=False))
+        values, _multi = stored_fields(table, ctx, fields, creating=True)
+        defaults: dict[str, Any] = {"OPENED": "Y", "ASSIGNED_BY_ID": ctx.user_id}
+        if "CURRENCY_ID" in table.columns:
+            defaults.update(CURRENCY_ID="RUB", OPPORTUNITY=0.0, IS_MANUAL_OPPORTUNITY="N")
+        for name, value in defaults.items():
+            if name in table.columns and values.get(name) is None:
+                values[name] = value
+        values.update(DATE_CREATE=now, DATE_MODIFY=now, CREATED_BY_ID=ctx.user_id, MODIFY_BY_ID=ctx.user_id)
+        event = workflow.apply(table.kind, ctx.store.conn, values, None, now, ctx.user_id)
+        rid = table.insert(values)
+        workflow.log(ctx.store.conn, table.kind, rid, event, now)
+        ctx.cost.rows_scanned += 1
+        cols = list(table.columns.values())
+        item = format_item(table, cols, [table.get_row(rid, cols)], False)[0]  # type: ignore[list-item]
+    return MethodResult({"item": item})
+
+
+@method("crm.item.update", "crm")
+def item_update(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    rid = _item_id(params)
+    now = int(ctx.clock.now_seconds().timestamp())
+    with ctx.store.lock:
+        table = _table(ctx, params)
+        state_cols = [c for c in ("CATEGORY_ID", "STAGE_ID", "STATUS_ID") if c in table.columns]
+        row = table.get_row(rid, [table.columns[c] for c in state_cols])
+        if row is None:
+            raise ApiError("NOT_FOUND", "Element not found")
+        current = dict(zip(state_cols, row[1:], strict=True))
+        fields = _upper_fields(table, as_mapping(params.get("fields"), "fields", legacy=False))
+        values, _multi = stored_fields(table, ctx, fields, creating=False)
+        if "categoryId" in as_mapping(params.get("fields"), "fields", legacy=False) and "CATEGORY_ID" in fields:
+            values["CATEGORY_ID"] = php_intval(fields["CATEGORY_ID"])  # crm.item.update may move pipelines
+        values.update(DATE_MODIFY=now, MODIFY_BY_ID=ctx.user_id)
+        event = workflow.apply(table.kind, ctx.store.conn, values, current, now, ctx.user_id)
+        table.update(rid, values)
+        workflow.log(ctx.store.conn, table.kind, rid, event, now)
+        ctx.cost.rows_scanned += 1
+        cols = list(table.columns.values())
+        item = format_item(table, cols, [table.get_row(rid, cols)], False)[0]  # type: ignore[list-item]
+    return MethodResult({"item": item})
+
+
+@method("crm.item.delete", "crm")
+def item_delete(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    rid = _item_id(params)
+    with ctx.store.lock:
+        table = _table(ctx, params)
+        if not table.exists(rid):
+            raise ApiError("NOT_FOUND", "Element not found")
+        table.delete(rid)
+        ctx.cost.rows_scanned += 1
+    return MethodResult([])

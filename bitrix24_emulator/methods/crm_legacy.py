@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..dictionaries_seed import deal_stage_entity
+from .. import deal_contacts, workflow
 from ..errors import ApiError
 from ..fieldmeta import ENTITIES, MULTIFIELD_TITLES, UF_NAME_RE, UF_STORAGE, default_settings
 from ..records import (
@@ -80,50 +80,6 @@ def get_record(key: str, ctx: MethodContext, params: dict[str, Any]) -> MethodRe
 # ----------------------------------------------------------------------------------------------------
 
 
-def _stages(ctx: MethodContext, entity_id: str) -> list[tuple[str, str | None]]:
-    return ctx.store.conn.execute(
-        "SELECT STATUS_ID, SEMANTICS FROM status WHERE ENTITY_ID = ? ORDER BY SORT, ID", (entity_id,)
-    ).fetchall()
-
-
-def _semantic(sem: str | None) -> str:
-    return {"S": "S", "F": "F"}.get(sem or "", "P")
-
-
-def _apply_workflow(
-    key: str, ctx: MethodContext, values: dict[str, Any], current: dict[str, Any] | None
-) -> None:
-    """Pipeline bookkeeping: a deal stage belongs to its pipeline, a lead status exists; semantics follow."""
-    now = int(ctx.clock.now_seconds().timestamp())
-    if key == "deal":
-        category = values.get("CATEGORY_ID", current["CATEGORY_ID"] if current else 0) or 0
-        known = ctx.store.conn.execute(
-            "SELECT 1 FROM category WHERE ENTITY_TYPE_ID = 2 AND ID = ?", (category,)
-        ).fetchone()
-        if not known:
-            category = 0
-        values["CATEGORY_ID"] = category
-        stages = dict(_stages(ctx, deal_stage_entity(category)))
-        stage = values.get("STAGE_ID") or (current["STAGE_ID"] if current else None)
-        if stage not in stages:
-            stage = next(iter(stages))
-        if current is None or stage != current["STAGE_ID"]:
-            values["STAGE_ID"] = stage
-            values["MOVED_TIME"] = now
-            values["MOVED_BY_ID"] = ctx.user_id
-        sem = _semantic(stages[stage])
-        values["STAGE_SEMANTIC_ID"] = sem
-        values["CLOSED"] = "N" if sem == "P" else "Y"
-        values["IS_NEW"] = "Y" if stage.split(":")[-1] == "NEW" else "N"
-    elif key == "lead":
-        statuses = dict(_stages(ctx, "STATUS"))
-        status = values.get("STATUS_ID") or (current["STATUS_ID"] if current else None)
-        if status not in statuses:
-            status = next(iter(statuses))
-        values["STATUS_ID"] = status
-        values["STATUS_SEMANTIC_ID"] = _semantic(statuses[status])
-
-
 def add_record(key: str, ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     p = upper_keys(params)
     fields = as_mapping(p.get("FIELDS"), "fields")
@@ -150,8 +106,11 @@ def add_record(key: str, ctx: MethodContext, params: dict[str, Any]) -> MethodRe
             if values.get(name) is None:
                 values[name] = value
         values.update(DATE_CREATE=now, DATE_MODIFY=now, CREATED_BY_ID=ctx.user_id, MODIFY_BY_ID=ctx.user_id)
-        _apply_workflow(key, ctx, values, None)
+        event = workflow.apply(table.kind, ctx.store.conn, values, None, now, ctx.user_id)
         rid = table.insert(values)
+        workflow.log(ctx.store.conn, table.kind, rid, event, now)
+        if key == "deal" and values.get("CONTACT_ID"):
+            deal_contacts.bind(ctx.store.conn, rid, [(int(values["CONTACT_ID"]), 10, True)])
         for type_id, changes in multi.items():
             table.write_multifields(rid, type_id, changes)
         ctx.cost.rows_scanned += 1
@@ -173,8 +132,11 @@ def update_record(key: str, ctx: MethodContext, params: dict[str, Any]) -> Metho
         values, multi = stored_fields(table, ctx, fields, creating=False)
         values.pop("CATEGORY_ID", None)
         values.update(DATE_MODIFY=now, MODIFY_BY_ID=ctx.user_id)
-        _apply_workflow(key, ctx, values, current)
+        event = workflow.apply(table.kind, ctx.store.conn, values, current, now, ctx.user_id)
         table.update(rid, values)
+        workflow.log(ctx.store.conn, table.kind, rid, event, now)
+        if key == "deal" and "CONTACT_ID" in values:
+            deal_contacts.bind(ctx.store.conn, rid, [(int(values["CONTACT_ID"] or 0), 10, True)])
         for type_id, changes in multi.items():
             table.write_multifields(rid, type_id, changes)
         ctx.cost.rows_scanned += 1
@@ -411,9 +373,7 @@ def _register() -> None:
     for key in LEGACY:
         for action, fn in _ACTIONS.items():
 
-            def handler(
-                ctx: MethodContext, params: dict[str, Any], fn: Any = fn, key: str = key
-            ) -> MethodResult:
+            def handler(ctx: MethodContext, params: dict[str, Any], fn: Any = fn, key: str = key) -> MethodResult:
                 return fn(key, ctx, params)
 
             handler.__name__ = f"crm_{key}_{re.sub(r'[^a-z]', '_', action)}"

@@ -215,8 +215,7 @@ def user_get(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
             args.append(php_intval(dept_filter))
         cols = ", ".join(f'"{c}"' for c in (*_USER_COLUMNS, "UF_DEPARTMENT"))
         rows = ctx.store.conn.execute(
-            f'SELECT {cols} FROM user WHERE {where} ORDER BY "{sort}" {order_dir} '
-            f"LIMIT {PAGE} OFFSET {offset}",
+            f'SELECT {cols} FROM user WHERE {where} ORDER BY "{sort}" {order_dir} LIMIT {PAGE} OFFSET {offset}',
             args,
         ).fetchall()
         total = ctx.store.conn.execute(f"SELECT COUNT(*) FROM user WHERE {where}", args).fetchone()[0]

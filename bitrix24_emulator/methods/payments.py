@@ -82,9 +82,7 @@ def _resolver(columns: dict[str, tuple[str, str]]) -> Any:
     return resolve
 
 
-def _where(
-    ctx: MethodContext, columns: dict[str, tuple[str, str]], flt: dict[str, Any]
-) -> tuple[str, list[Any]]:
+def _where(ctx: MethodContext, columns: dict[str, tuple[str, str]], flt: dict[str, Any]) -> tuple[str, list[Any]]:
     try:
         return FilterCompiler(_resolver(columns), ctx.store.tf, strict=False, allow_logic=False).compile(flt)
     except FilterError as exc:
@@ -107,9 +105,7 @@ def _payment_rows(
     tf = ctx.store.tf
     exprs = ", ".join(_PAYMENT_COLUMNS[n][0] for n in names)
     out = []
-    for row in ctx.store.conn.execute(
-        f"SELECT {exprs} FROM {_FROM} WHERE {where} ORDER BY {order_sql}{limit}", args
-    ):
+    for row in ctx.store.conn.execute(f"SELECT {exprs} FROM {_FROM} WHERE {where} ORDER BY {order_sql}{limit}", args):
         rec: dict[str, Any] = {}
         for name, value in zip(names, row, strict=True):
             storage = _PAYMENT_COLUMNS[name][1]
@@ -295,9 +291,7 @@ def sale_payment_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResul
     offset = (start // PAGE) * PAGE if start >= 0 else 0
     with ctx.store.lock:
         where, args = _where(ctx, _PAYMENT_COLUMNS, as_mapping(params.get("filter"), "filter", legacy=False))
-        order_sql = _order(
-            _PAYMENT_COLUMNS, as_mapping(params.get("order"), "order", legacy=False), "p.ID ASC"
-        )
+        order_sql = _order(_PAYMENT_COLUMNS, as_mapping(params.get("order"), "order", legacy=False), "p.ID ASC")
         names_with_order = names if "orderId" in names else ["orderId", *names]
         rows = _payment_rows(ctx, names_with_order, where, args, order_sql, f" LIMIT {PAGE} OFFSET {offset}")
         total = _count(ctx, _FROM, where, args) if start >= 0 else None
@@ -316,9 +310,7 @@ def order_entity_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResul
     offset = (start // PAGE) * PAGE if start >= 0 else 0
     limit = f" LIMIT {PAGE} OFFSET {offset}" if start >= 0 else ""
     with ctx.store.lock:
-        where, args = _where(
-            ctx, _ORDER_ENTITY_COLUMNS, as_mapping(params.get("filter"), "filter", legacy=False)
-        )
+        where, args = _where(ctx, _ORDER_ENTITY_COLUMNS, as_mapping(params.get("filter"), "filter", legacy=False))
         order_sql = _order(
             _ORDER_ENTITY_COLUMNS,
             as_mapping(params.get("order"), "order", legacy=False),
@@ -327,8 +319,7 @@ def order_entity_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResul
         rows = [
             {"orderId": o, "ownerId": w, "ownerTypeId": t}
             for o, w, t in ctx.store.conn.execute(
-                f"SELECT o.ID, o.OWNER_ID, o.OWNER_TYPE_ID FROM sale_order o "
-                f"WHERE {where} ORDER BY {order_sql}{limit}",
+                f"SELECT o.ID, o.OWNER_ID, o.OWNER_TYPE_ID FROM sale_order o WHERE {where} ORDER BY {order_sql}{limit}",
                 args,
             )
         ]

@@ -38,7 +38,22 @@ from .api import (
     connect,
     redact,
 )
-from .catalog import FIELDS, PAYMENTS, PORTAL_INFO, REFERENCE_LISTS, Catalog, EntitySpec
+from .catalog import (
+    CURRENCIES,
+    CURRENCY_RATES,
+    DEAL_CONTACTS,
+    FIELDS,
+    PAYMENTS,
+    PORTAL_INFO,
+    REFERENCE_LISTS,
+    SMART_PROCESSES,
+    STAGE_HISTORY,
+    Catalog,
+    EntitySpec,
+)
+from .currencies import CURRENCY_PLAN, RATE_COLUMNS, RATE_KEY, CurrencyReader
+from .deal_contacts import COLUMNS as DEAL_CONTACT_COLUMNS
+from .deal_contacts import DealContactReader
 from .entities import EntityReader, count_params, count_windows
 from .fields import AMOUNT_SUFFIX, CURRENCY_SUFFIX, FIELDS_TABLE_COLUMNS
 from .metadata import FieldMetadata
@@ -47,19 +62,27 @@ from .payments import PAYMENT_PLAN, PaymentCoverage, PaymentReader
 from .plan import SYNC_DEFAULTS, PlanPart, PortalMismatchError, RunPlan, SyncOptions
 from .portal_ids import PortalScan
 from .reference import ReferenceReader, fields_rows, reference_due, reference_lists
+from .smart_processes import TYPES_PLAN, SmartProcessTypes, fetch_types, smart_process_specs
+from .stage_history import HISTORY_PLAN, StageHistoryReader
+from .stage_history import PRIMARY_KEY as HISTORY_KEY
 from .state import SourceState
-from .window import Backfill, DateInputError, normalize_user_date
+from .window import Backfill, DateInputError, normalize_user_date, utc_now
 
 __all__ = [
     "AMOUNT_SUFFIX",
     "BATCH_SIZE",
+    "CURRENCIES",
+    "CURRENCY_RATES",
     "CURRENCY_SUFFIX",
+    "DEAL_CONTACTS",
     "DELETED_AT",
     "PAGE_SIZE",
     "PAYMENTS",
     "PORTAL_INFO",
     "PlanError",
     "REFERENCE_LISTS",
+    "SMART_PROCESSES",
+    "STAGE_HISTORY",
     "AuthError",
     "Backfill",
     "Bitrix24Client",
@@ -107,10 +130,9 @@ class SourceRun:
 
 
 def catalog_of(state: SourceState | None = None) -> Catalog:
-    """The catalog a pipeline's runs use, built without a request. Today that is the static entities; the smart
-    processes a portal reports (`crm.type.list`) will join from their cache in `state`, which is why every
-    caller hands the state in."""
-    return Catalog.for_portal()
+    """The catalog a pipeline's runs use, built without a request: the static entities and the smart processes
+    the portal reported last (`crm.type.list`, cached in `state` by every run's discovery batch)."""
+    return Catalog.for_portal(smart_process_specs(state.smart_process_types() if state is not None else None))
 
 
 @dlt.source(name="bitrix24", root_key=True, max_table_nesting=1)
@@ -122,6 +144,7 @@ def bitrix24(
     fields_max_age_hours: float = SYNC_DEFAULTS.fields_max_age_hours,
     reference_max_age_hours: float = SYNC_DEFAULTS.reference_max_age_hours,
     payment_sweep_hours: float = SYNC_DEFAULTS.payment_sweep_hours,
+    owner_sweep_hours: float = SYNC_DEFAULTS.owner_sweep_hours,
     portal_timezone: str | None = None,
     backfill_since: str | None = None,
     backfill_until: str | None = None,
@@ -138,6 +161,10 @@ def bitrix24(
     may want to know about this run. A pipeline's state belongs to one portal: another portal is refused unless
     `rebind_portal` (a full refresh of every resource, which drops the other portal's tables first)."""
     state = SourceState.current()
+    if client is None:
+        client = connect(credentials=credentials)
+    if state.smart_process_types() is None:  # a pipeline's first run: ask once which smart processes exist
+        state.store_smart_process_types(fetch_types(client), utc_now().isoformat())
     catalog = catalog_of(state)
     time_zone = _time_zone(portal_timezone)
     selected = catalog.select(resources)
@@ -148,10 +175,9 @@ def bitrix24(
         fields_max_age_hours=float(fields_max_age_hours),
         reference_max_age_hours=float(reference_max_age_hours),
         payment_sweep_hours=float(payment_sweep_hours),
+        owner_sweep_hours=float(owner_sweep_hours),
         backfill=backfill,
     )
-    if client is None:
-        client = connect(credentials=credentials)
     run = run if run is not None else SourceRun()
     run.catalog, run.client = catalog, client
     # Stages, pipelines and users are replaced whole: include them only when due, since a `replace` resource
@@ -168,8 +194,9 @@ def bitrix24(
 
     entities = [spec for spec in catalog.entities if spec.resource in selected]
     metadata = FieldMetadata(client, options, catalog.entities if FIELDS in selected else entities)
-    parts: list[PlanPart] = [metadata]
-    wanted: list[tuple[Any, str, Any, dict[str, Any], str | None]] = []  # pages, name, disposition, columns, key
+    types = SmartProcessTypes(client, catalog.smart_processes)
+    parts: list[PlanPart] = [metadata, types]
+    wanted: list[tuple[Any, str, Any, dict[str, Any], Any]] = []  # pages, name, disposition, columns, key
     for spec in entities:
         reader = EntityReader(spec, options, metadata)
         parts.append(reader)
@@ -178,6 +205,23 @@ def bitrix24(
         payments = PaymentReader(client, options, catalog.payment_owners, run.coverage)
         parts.append(payments)
         wanted.append((payments.pages, PAYMENTS, _MERGE, {**PAYMENT_PLAN.columns(), **DELETED_AT_COLUMN}, "id"))
+    if STAGE_HISTORY in selected:
+        history = StageHistoryReader(catalog.history_owners)
+        parts.append(history)
+        wanted.append((history.pages, STAGE_HISTORY, _MERGE, HISTORY_PLAN.columns(), list(HISTORY_KEY)))
+    if DEAL_CONTACTS in selected:
+        contacts = DealContactReader(catalog.entity("deals"), options, options.owner_sweep_hours)
+        parts.append(contacts)
+        wanted.append((contacts.pages, DEAL_CONTACTS, _MERGE, DEAL_CONTACT_COLUMNS, "deal_id"))
+    if SMART_PROCESSES in selected:
+        wanted.append((types.pages, SMART_PROCESSES, "replace", TYPES_PLAN.columns(), None))
+    if CURRENCIES in selected or CURRENCY_RATES in selected:
+        currencies = CurrencyReader(client)
+        parts.append(currencies)
+        if CURRENCIES in selected:
+            wanted.append((currencies.currencies, CURRENCIES, "replace", CURRENCY_PLAN.columns(), None))
+        if CURRENCY_RATES in selected:
+            wanted.append((currencies.rates, CURRENCY_RATES, _MERGE, RATE_COLUMNS, list(RATE_KEY)))
     for name, spec in reference_lists(catalog).items():
         if name in selected:
             listed = ReferenceReader(client, spec)
@@ -213,7 +257,7 @@ def _time_zone(name: str | None) -> str | None:
 
 
 def _resource(
-    plan: RunPlan, pages: Any, name: str, disposition: Any, columns: dict[str, Any], primary_key: str | None
+    plan: RunPlan, pages: Any, name: str, disposition: Any, columns: dict[str, Any], primary_key: Any
 ) -> DltResource:
     def read() -> Any:
         yield from pages(plan)

@@ -4,7 +4,8 @@ A portal's data model is only known at run time (smart processes have per-portal
 downstream reads a module-level list of entities: the source builds a `Catalog` per run and hands it to every
 reader, and the runner, views, check, status and reconcile take the same catalog. The static rows below are
 the entities every portal has; adding one is adding one row to `STATIC_ENTITIES`. Discovered entities (smart
-processes from `crm.type.list`) join them through `Catalog.for_portal(discovered)`.
+processes from `crm.type.list`, cached in state: `smart_process_specs`) join them through
+`Catalog.for_portal(discovered)`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class EntitySpec:
     key_style: Literal["legacy", "item"] = "legacy"
     owns_payments: bool = False  # crm.item.payment.list works for this entityTypeId
     has_pipelines: bool = False  # crm.category.list is meaningful for this entityTypeId
+    has_stage_history: bool = False  # crm.stagehistory.list keeps its stage moves
+    product_owner_type: str | None = None  # crm.item.productrow.list `ownerType` (D, L, Q, SI, T<hex>)
+    user_fields: bool = True  # legacy lists: select `UF_*` too
+    discovered: bool = False  # reported by the portal (a smart process): may vanish between runs
 
     @property
     def list_method(self) -> str:
@@ -53,7 +58,7 @@ class EntitySpec:
         includes user fields."""
         if self.key_style == "item":
             return ["*"]
-        return ["*", "UF_*", *self.multi_fields]
+        return ["*", *(["UF_*"] if self.user_fields else []), *self.multi_fields]
 
     def is_user_field(self, key: str) -> bool:
         """User fields are the fields that appear on a portal between runs (`UF_CRM_...`, `ufCrm..._...`)."""
@@ -68,8 +73,10 @@ _CONTACT_CHANNELS = ("PHONE", "EMAIL", "WEB", "IM")
 
 # The entities every portal has, in the order the run reads them. One row per entity.
 STATIC_ENTITIES: tuple[EntitySpec, ...] = (
-    EntitySpec("deals", "crm.deal", 2, owns_payments=True, has_pipelines=True),
-    EntitySpec("leads", "crm.lead", 1, multi_fields=_CONTACT_CHANNELS),
+    EntitySpec(
+        "deals", "crm.deal", 2, owns_payments=True, has_pipelines=True, has_stage_history=True, product_owner_type="D"
+    ),
+    EntitySpec("leads", "crm.lead", 1, multi_fields=_CONTACT_CHANNELS, has_stage_history=True),
     EntitySpec("contacts", "crm.contact", 3, multi_fields=_CONTACT_CHANNELS),
     EntitySpec("companies", "crm.company", 4, multi_fields=_CONTACT_CHANNELS),
     EntitySpec(
@@ -81,10 +88,46 @@ STATIC_ENTITIES: tuple[EntitySpec, ...] = (
         key_style="item",
         owns_payments=True,
         has_pipelines=True,
+        has_stage_history=True,
+        product_owner_type="SI",
+    ),
+    EntitySpec("quotes", "crm.item", 7, "id", "updatedTime", key_style="item", product_owner_type="Q"),
+    # activities (to-dos included: PROVIDER_ID CRM_TODO) are bound to their owner by OWNER_TYPE_ID/OWNER_ID;
+    # COMMUNICATIONS come only when selected and load as the child table activities__communications
+    EntitySpec(
+        "activities",
+        "crm.activity",
+        6,
+        cursor_field="LAST_UPDATED",
+        multi_fields=("COMMUNICATIONS",),
+        user_fields=False,
     ),
 )
 
+
+def smart_process_spec(entity_type_id: int, flags: dict[str, Any]) -> EntitySpec:
+    """A smart process as a catalog row: table `sp_<entityTypeId>` (stable when the type is renamed)."""
+    return EntitySpec(
+        f"sp_{entity_type_id}",
+        "crm.item",
+        entity_type_id,
+        "id",
+        "updatedTime",
+        key_style="item",
+        has_pipelines=True,
+        has_stage_history=flags.get("isStagesEnabled") == "Y",
+        product_owner_type=f"T{entity_type_id:x}" if flags.get("isLinkWithProductsEnabled") == "Y" else None,
+        owns_payments=flags.get("isPaymentsEnabled") == "Y",
+        discovered=True,
+    )
+
+
 PAYMENTS = "payments"
+STAGE_HISTORY = "stage_history"  # append-only log of stage moves, read forward by ID
+DEAL_CONTACTS = "deal_contacts"  # one row per deal, its contacts in deal_contacts__contacts (replaced whole)
+SMART_PROCESSES = "smart_processes"  # the portal's smart-process types (crm.type.list), every run
+CURRENCIES = "currencies"  # crm.currency.list, every run
+CURRENCY_RATES = "currency_rates"  # one snapshot of the rates per currency and run day, kept
 REFERENCE_LISTS: tuple[str, ...] = ("stages", "pipelines", "users")  # small lists, replaced whole when due
 FIELDS = "fields"
 PORTAL_INFO = "portal_info"  # one row about the portal itself (its address, UTC offset, time zone): every run
@@ -110,11 +153,29 @@ class Catalog:
     @property
     def resources(self) -> tuple[str, ...]:
         """Every resource a run can select."""
-        return (*self.entity_resources, PAYMENTS, *REFERENCE_LISTS, FIELDS)
+        return (
+            *self.entity_resources,
+            PAYMENTS,
+            STAGE_HISTORY,
+            DEAL_CONTACTS,
+            SMART_PROCESSES,
+            CURRENCIES,
+            CURRENCY_RATES,
+            *REFERENCE_LISTS,
+            FIELDS,
+        )
 
     @property
     def payment_owners(self) -> tuple[EntitySpec, ...]:
         return tuple(e for e in self.entities if e.owns_payments)
+
+    @property
+    def history_owners(self) -> tuple[EntitySpec, ...]:
+        return tuple(e for e in self.entities if e.has_stage_history)
+
+    @property
+    def smart_processes(self) -> tuple[EntitySpec, ...]:
+        return tuple(e for e in self.entities if e.discovered)
 
     @property
     def with_pipelines(self) -> tuple[EntitySpec, ...]:

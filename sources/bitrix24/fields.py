@@ -61,6 +61,13 @@ _KIND_BY_TYPE: dict[str, str] = {
     "file": "json",
     "diskfile": "json",
     "crm_multifield": "multifield",
+    "crm_activity_communication": "multifield",  # {ID, TYPE, VALUE, ENTITY_ID, ENTITY_TYPE_ID}: a child table
+    "crm_enum_activitytype": "int",
+    "crm_enum_activitystatus": "int",
+    "crm_enum_activitypriority": "int",
+    "crm_enum_activitydirection": "int",
+    "crm_enum_activitynotifytype": "int",
+    "crm_enum_ownertype": "int",
 }
 _COLUMN_TYPE: dict[str, dict[str, Any]] = {
     "int": {"data_type": "bigint"},

@@ -9,6 +9,10 @@ with the tables, and dlt commits it with the load package (a failed extract roll
     resources.payments.last_payment_id        the sale keyset's position
     resources.payments.last_sweep             when every payment was last re-read
     resources.<reference list>.loaded_at      when stages / pipelines / users were last reloaded
+    resources.smart_processes.types           the types crm.type.list reported last (the next run's catalog)
+    resources.stage_history.last_ids          {<entityTypeId>: last ID read} of the append-only log
+    resources.<owner list>.owner_cursors      {<owner resource>: cursor} of product rows' / deal contacts' owners
+    resources.<owner list>.last_sweep         when every owner's list was last re-read
     portal                                    the portal the state belongs to (`host[:port]`)
 
 Inside an extraction the source reads and writes the live state (`SourceState.current()`); the runner,
@@ -22,7 +26,7 @@ from typing import Any
 
 import dlt
 
-from .catalog import PAYMENTS, Catalog
+from .catalog import PAYMENTS, SMART_PROCESSES, Catalog
 
 SOURCE_NAME = "bitrix24"
 
@@ -94,6 +98,39 @@ class SourceState:
         if swept_at is not None:
             state["last_sweep"] = swept_at
 
+    # ------------------------------------------------------------------ smart processes
+
+    def smart_process_types(self) -> list[dict[str, Any]] | None:
+        """The types crm.type.list reported last (None: never asked)."""
+        return self._resource(SMART_PROCESSES).get("types")
+
+    def store_smart_process_types(self, types: list[dict[str, Any]], fetched_at: str) -> None:
+        state = self._resource(SMART_PROCESSES)
+        state["types"], state["fetched_at"] = types, fetched_at
+
+    # ------------------------------------------------------------------ logs and owner-bound lists
+
+    def last_id(self, resource: str, key: str) -> int:
+        """The last id read of an append-only log (stage history per entityTypeId)."""
+        return int((self._resource(resource).get("last_ids") or {}).get(key, 0))
+
+    def set_last_id(self, resource: str, key: str, value: int) -> None:
+        ids = self._resource(resource).setdefault("last_ids", {})
+        ids[key] = max(int(value), int(ids.get(key, 0)))
+
+    def owner_cursor(self, resource: str, owner: str) -> str | None:
+        """Where the owners' change window of an owner-bound list (product rows, deal contacts) starts."""
+        return (self._resource(resource).get("owner_cursors") or {}).get(owner)
+
+    def set_owner_cursor(self, resource: str, owner: str, cursor: str) -> None:
+        self._resource(resource).setdefault("owner_cursors", {})[owner] = cursor
+
+    def last_sweep(self, resource: str) -> str | None:
+        return self._resource(resource).get("last_sweep")
+
+    def set_last_sweep(self, resource: str, at: str) -> None:
+        self._resource(resource)["last_sweep"] = at
+
     # ------------------------------------------------------------------ reference lists
 
     def loaded_at(self, resource: str) -> str | None:
@@ -112,8 +149,16 @@ class SourceState:
             if state.get("last_payment_id"):
                 parts.append(f"payment id > {state['last_payment_id']}")
             return "; ".join(parts) or None
+        state = self._resource(resource)
+        if state.get("last_ids"):
+            return "; ".join(f"{k} id > {v}" for k, v in sorted(state["last_ids"].items()))
+        if state.get("owner_cursors"):
+            return "; ".join(f"{k} {v}" for k, v in sorted(state["owner_cursors"].items()))
         return (
-            self.cursor(resource) or self.loaded_at(resource) or (self.fields_cache(resource) or {}).get("fetched_at")
+            self.cursor(resource)
+            or self.loaded_at(resource)
+            or state.get("fetched_at")
+            or (self.fields_cache(resource) or {}).get("fetched_at")
         )
 
     def positions(self, catalog: Catalog) -> dict[str, str | None]:
