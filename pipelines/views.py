@@ -1,5 +1,7 @@
-"""Views that make the raw tables readable in SQL: `v_deals`, `v_leads`, `v_contacts`, `v_companies`,
-`v_invoices` and `v_payments`, created in the dataset after every successful load.
+"""Views that make the raw tables readable in SQL: a `v_<table>` per entity (deals, leads, contacts,
+companies, invoices, quotes, activities, every `sp_<entityTypeId>`), `v_payments`, `v_stage_history` (each stay
+in a stage) and `v_deal_contacts`, created in the dataset after every successful load. `v_deals` and
+`v_payments` also show their amounts in the portal's base currency.
 
 The raw tables keep the portal's field codes as column names (`uf_crm_1699000007`) and ids where the portal
 has dictionaries (stages, sources, users, enumeration options). The views join those dictionaries and put each
@@ -26,7 +28,16 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCa
 
 from pipelines.destinations import profile
 from pipelines.partition import PORTAL_COLUMN
-from sources.bitrix24 import AMOUNT_SUFFIX, CURRENCY_SUFFIX, PAYMENTS, PORTAL_INFO, Catalog
+from sources.bitrix24 import (
+    AMOUNT_SUFFIX,
+    CURRENCY_RATES,
+    CURRENCY_SUFFIX,
+    DEAL_CONTACTS,
+    PAYMENTS,
+    PORTAL_INFO,
+    STAGE_HISTORY,
+    Catalog,
+)
 
 log = logging.getLogger("bitrix24_sync.views")
 
@@ -358,15 +369,93 @@ def payments_view(dataset: Dataset) -> str:
     return query.sql()
 
 
+def _stage_entity(h: str) -> str:
+    """The `stages.entity_id` that lists a history row's stage: stage ids repeat across dictionaries (a lead's
+    NEW and a deal's NEW), so the join names the dictionary too."""
+    return (
+        f"CASE {h}.entity_type_id WHEN 1 THEN 'STATUS' "
+        f"WHEN 2 THEN CASE WHEN {h}.category_id = 0 THEN 'DEAL_STAGE' ELSE 'DEAL_STAGE_' || {h}.category_id END "
+        f"WHEN 31 THEN 'SMART_INVOICE_STAGE_' || {h}.category_id "
+        f"ELSE 'DYNAMIC_' || {h}.entity_type_id || '_STAGE_' || {h}.category_id END"
+    )
+
+
+def stage_history_view(dataset: Dataset) -> str:
+    """Each stay of a record in a stage: entered, left (the next move of the same record; NULL while it is
+    still there), its length in seconds (until now for the current stay), in UTC and in the portal's time."""
+    stays = (
+        "SELECT h.entity_type_id, h.owner_id, h.id AS history_id, h.event, h.category_id, h.stage_id, "
+        "h.stage_semantic_id, h.created_time AS entered_at, "
+        "LEAD(h.created_time) OVER (PARTITION BY h.entity_type_id, h.owner_id ORDER BY h.created_time, h.id) "
+        f"AS left_at FROM {dataset.table(STAGE_HISTORY)} h"
+    )
+    select = [
+        "s.*",
+        "s.left_at IS NULL AS is_current",
+        "EXTRACT(EPOCH FROM (COALESCE(s.left_at, CURRENT_TIMESTAMP) - s.entered_at)) AS duration_seconds",
+    ]
+    joins = ""
+    if dataset.has("stages", "status_id", "entity_id", "name"):
+        select.append("st.name AS stage_name")
+        on = f"st.status_id = s.stage_id AND st.entity_id = {_stage_entity('s')}"
+        joins += f" LEFT JOIN {dataset.table('stages')} st ON {on}"
+    if dataset.has("pipelines", "id", "entity_type_id", "name"):
+        select.append("p.name AS pipeline_name")
+        joins += (
+            f" LEFT JOIN {dataset.table('pipelines')} p ON p.entity_type_id = s.entity_type_id AND p.id = s.category_id"
+        )
+    for column in ("entered_at", "left_at"):
+        local = dataset.local_time(f"s.{column}")
+        if local:
+            select.append(f"{local} AS {column}_local")
+    return f"SELECT {', '.join(select)} FROM ({stays}) s{joins}"
+
+
+def deal_contacts_view(dataset: Dataset) -> str:
+    """One row per contact of a deal (the loaded shape keeps each deal's list whole in a child table)."""
+    child = dataset.table(dataset.child_of(DEAL_CONTACTS, "contacts"))
+    return (
+        "SELECT d.deal_id, c.contact_id, c.sort, c.is_primary, d.read_at "
+        f"FROM {dataset.table(DEAL_CONTACTS)} d JOIN {child} c ON c._dlt_parent_id = d._dlt_id"
+    )
+
+
+def in_base_currency(dataset: Dataset, select: str, amount: str, currency: str) -> str:
+    """`select` plus `<amount>_base` and `base_currency`: the amount at the newest rate a run has seen (the API
+    keeps no rate history; `currency_rates` keeps one snapshot per run day from the first run on)."""
+    if not dataset.has(CURRENCY_RATES, "currency", "rate", "rate_date", "base_currency"):
+        return select
+    rates = dataset.table(CURRENCY_RATES)
+    latest = (
+        f"SELECT currency, rate, base_currency, rate_date FROM {rates} "
+        f"WHERE rate_date = (SELECT MAX(rate_date) FROM {rates})"
+    )
+    return (
+        f"SELECT v.*, v.{quote(amount)} * r.rate AS {quote(amount + '_base')}, r.base_currency, "
+        f"r.rate_date AS base_rate_date FROM ({select}) v LEFT JOIN ({latest}) r ON r.currency = v.{quote(currency)}"
+    )
+
+
 # ------------------------------------------------------------------------------------------------ creation
 
 
 def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
-    """View name -> SELECT, for every entity table of the catalog the dataset has."""
+    """View name -> SELECT, for every entity table of the catalog the dataset has, and the log and link
+    tables."""
     tables = [table for table in catalog.entity_resources if table in dataset.columns]
     views = {VIEW_PREFIX + table: EntityView(dataset, table, catalog).build() for table in tables}
+    if dataset.has("deals", "opportunity", "currency_id"):
+        views[VIEW_PREFIX + "deals"] = in_base_currency(
+            dataset, views[VIEW_PREFIX + "deals"], "opportunity", "currency_id"
+        )
     if dataset.has(PAYMENTS, "owner_type_id", "owner_id"):
         views[VIEW_PREFIX + PAYMENTS] = payments_view(dataset)
+        if dataset.has(PAYMENTS, "sum", "currency"):
+            views[VIEW_PREFIX + PAYMENTS] = in_base_currency(dataset, views[VIEW_PREFIX + PAYMENTS], "sum", "currency")
+    if dataset.has(STAGE_HISTORY, "entity_type_id", "owner_id", "created_time"):
+        views[VIEW_PREFIX + STAGE_HISTORY] = stage_history_view(dataset)
+    if dataset.has(DEAL_CONTACTS, "deal_id") and dataset.child_of(DEAL_CONTACTS, "contacts") in dataset.columns:
+        views[VIEW_PREFIX + DEAL_CONTACTS] = deal_contacts_view(dataset)
     return views
 
 
@@ -449,7 +538,7 @@ def drop_views(pipeline: dlt.Pipeline, catalog: Catalog) -> None:
     to drop a table a view depends on. The views come back after the load."""
     if not profile(pipeline.destination.destination_name).views:
         return
-    names = [VIEW_PREFIX + t for t in (*catalog.entity_resources, PAYMENTS)]
+    names = [VIEW_PREFIX + t for t in (*catalog.entity_resources, PAYMENTS, STAGE_HISTORY, DEAL_CONTACTS)]
     try:
         with pipeline.sql_client() as client, client.begin_transaction():
             for name in names:

@@ -10,6 +10,7 @@ from typing import Any
 
 import dlt
 
+from .api import Bitrix24Error, TransientError
 from .catalog import EntitySpec
 from .fields import CoercionReport
 from .metadata import FieldMetadata
@@ -30,6 +31,11 @@ def id_query(spec: EntitySpec, window: Mapping[str, Any] | None = None) -> ListQ
     """The ID-only keyset query of an entity (optionally of a window): 2,500 ids per request."""
     params = {**spec.base_params(), "select": [spec.id_field], "filter": dict(window or {})}
     return ListQuery(spec.list_method, params, spec.id_field, spec.items_path)
+
+
+def vanished(failure: Bitrix24Error | None) -> bool:
+    """A discovered entity's read failed for good (its type was deleted since the catalog was built)."""
+    return failure is not None and not isinstance(failure, TransientError)
 
 
 class EntityReader(PlanPart):
@@ -62,6 +68,9 @@ class EntityReader(PlanPart):
 
     def pages(self, plan: RunPlan) -> Iterator[Any]:
         plan.discover()
+        if self.spec.discovered and vanished(plan.failure(self.spec.resource, self.spec.list_method)):
+            log.info("%s: the portal no longer has this smart process; its table is kept", self.spec.resource)
+            return
         hinted = False
         for page in plan.chain_pages(self.spec.resource, self.query(), "p"):
             rows, replanned = self._coerce(page)

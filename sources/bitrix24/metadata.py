@@ -11,7 +11,7 @@ from typing import Any
 
 import dlt
 
-from .api import Bitrix24Client, TransientError
+from .api import Bitrix24Client, Bitrix24Error, TransientError
 from .catalog import EntitySpec
 from .fields import FieldPlan, trim_meta
 from .paging import Commands
@@ -74,8 +74,15 @@ class FieldMetadata(PlanPart):
         return cache["meta"]
 
     def refresh(self, spec: EntitySpec) -> None:
-        """Fetch the metadata now (one request)."""
-        self.store(spec, self.client.call(spec.fields_method, spec.base_params()).result)
+        """Fetch the metadata now (one request). A smart process deleted since the catalog was built has none."""
+        try:
+            result = self.client.call(spec.fields_method, spec.base_params()).result
+        except Bitrix24Error as error:
+            if not spec.discovered or isinstance(error, TransientError):
+                raise
+            log.info("%s: no field metadata (%s)", spec.resource, error)
+            result = {"fields": {}}
+        self.store(spec, result)
 
     def store(self, spec: EntitySpec, result: Any) -> None:
         fields_result = spec.fields_of(result)

@@ -17,6 +17,7 @@ import dlt
 
 from .api import Bitrix24Client
 from .catalog import Catalog
+from .entities import vanished
 from .fields import CoercionReport, FieldPlan, field_rows
 from .metadata import FieldMetadata
 from .paging import PAGE_SIZE, CallResult, Commands, batch_calls
@@ -34,6 +35,7 @@ class ReferenceList:
     calls: tuple[tuple[str, str, dict[str, Any]], ...]  # (command key, method, params)
     items_path: tuple[str, ...] = ()
     meta: Mapping[str, Mapping[str, Any]] | None = None
+    optional: frozenset[str] = frozenset()  # command keys of discovered entities: skipped when they fail for good
 
 
 def reference_lists(catalog: Catalog) -> dict[str, ReferenceList]:
@@ -57,6 +59,7 @@ def reference_lists(catalog: Catalog) -> dict[str, ReferenceList]:
                 for e in catalog.with_pipelines
             ),
             items_path=("categories",),
+            optional=frozenset(f"pipelines_{e.entity_type_id}" for e in catalog.with_pipelines if e.discovered),
             meta={
                 "id": {"type": "integer"},
                 "sort": {"type": "integer"},
@@ -124,6 +127,8 @@ class ReferenceReader(PlanPart):
         found = plan.found
         if key in found.result and key not in found.errors:
             first = CallResult(found.result[key], found.total.get(key), found.next.get(key))
+        elif key in self.spec.optional and vanished(plan.failure(key, method)):
+            return
         else:
             first = batch_calls(self.client, {key: (method, params)})[key]
         yield self._rows(first.result)

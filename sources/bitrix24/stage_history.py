@@ -14,8 +14,8 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .api import TransientError
 from .catalog import STAGE_HISTORY, EntitySpec
+from .entities import vanished
 from .fields import CoercionReport, FieldPlan
 from .paging import Commands, ListQuery
 from .plan import PlanPart, RunPlan
@@ -66,9 +66,8 @@ class StageHistoryReader(PlanPart):
         state = SourceState.current()
         for spec in self.owners:
             key = history_key(spec)
-            failure = plan.failure(key, METHOD)
-            if failure is not None and spec.discovered and not isinstance(failure, TransientError):
-                log.info("%s: no stage history (%s)", spec.resource, failure)
+            if spec.discovered and vanished(plan.failure(key, METHOD)):
+                log.info("%s: no stage history (the smart process is gone)", spec.resource)
                 continue
             last = None
             for page in plan.chain_pages(key, self._query(spec), f"h{spec.entity_type_id}x"):

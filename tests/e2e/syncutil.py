@@ -21,6 +21,7 @@ import dlt
 from bitrix24_emulator import Portal
 from pipelines.runner import SyncReport, make_pipeline, sync
 from sources.bitrix24 import Catalog, EntitySpec
+from sources.bitrix24.catalog import smart_process_spec
 
 CATALOG = Catalog.for_portal()
 
@@ -42,6 +43,7 @@ _INT_TYPES = {
     "iblock_element",
     "iblock_section",
 }
+_ENTRY_TYPES = ("crm_multifield", "crm_activity_communication")  # lists of entries: child tables
 _KIND = {"double": "num", "char": "bool", "boolean": "bool", "date": "date", "datetime": "ts", "file": "json"}
 
 
@@ -102,6 +104,12 @@ def fits_decimal_column(text: str) -> bool:
         return False
     exponent = number.as_tuple().exponent
     return isinstance(exponent, int) and exponent >= -9 and (not number or number.adjusted() < 29)
+
+
+def portal_catalog(portal: Portal) -> Catalog:
+    """The catalog of what the portal has now: the static entities and its smart processes (crm.type.list)."""
+    types = portal.call("crm.type.list", {"order": {"id": "ASC"}})["types"]
+    return Catalog.for_portal(smart_process_spec(t["entityTypeId"], t) for t in types)
 
 
 def portal_list(portal: Portal, spec: EntitySpec, select: list[str] | None = None) -> Iterator[dict]:
@@ -166,7 +174,7 @@ def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec
         api = expected[int(row["id"])]
         for code, value in api.items():
             m = meta.get(code, {})
-            if m.get("isMultiple") or m.get("type") == "crm_multifield":
+            if m.get("isMultiple") or m.get("type") in _ENTRY_TYPES:
                 continue
             column = naming.normalize_identifier(code)
             got = row.get(column)
@@ -184,7 +192,7 @@ def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec
                 value,
             )
     for code, m in meta.items():
-        if not (m.get("isMultiple") or m.get("type") == "crm_multifield"):
+        if not (m.get("isMultiple") or m.get("type") in _ENTRY_TYPES):
             continue
         child = f"{spec.resource}__{naming.normalize_identifier(code)}"
         if not any(api.get(code) for api in expected.values()):
@@ -194,6 +202,8 @@ def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec
         for c in children:
             if m.get("type") == "crm_multifield":
                 item = (int(c["id"]), c["value_type"], c["value"])
+            elif m.get("type") == "crm_activity_communication":
+                item = (int(c["id"]), c["type"], c["value"])
             else:
                 item = canon(kind(m), c["value"])
             got.setdefault(by_dlt_id[c["_dlt_parent_id"]], []).append(item)
@@ -201,6 +211,8 @@ def assert_entity_equal(pipeline: dlt.Pipeline, portal: Portal, spec: EntitySpec
             values = api.get(code) or []
             if m.get("type") == "crm_multifield":
                 want = [(int(v["ID"]), v["VALUE_TYPE"], v["VALUE"]) for v in values]
+            elif m.get("type") == "crm_activity_communication":
+                want = [(int(v["ID"]), v["TYPE"], v["VALUE"]) for v in values]
             else:
                 want = [canon(kind(m), v, offset_now) for v in values]
             assert got.get(entity_id, []) == want, (child, entity_id)
@@ -244,6 +256,7 @@ def assert_payments_equal(pipeline: dlt.Pipeline, portal: Portal, owner_types: t
 
 
 def assert_reference_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    catalog = portal_catalog(portal)
     stages = {(r["entity_id"], r["status_id"], r["name"]) for r in query(pipeline, "SELECT * FROM {}", "stages")}
     expected = {(s["ENTITY_ID"], s["STATUS_ID"], s["NAME"]) for s in portal.call("crm.status.list")}
     assert stages == expected, (len(stages), len(expected), sorted(stages ^ expected)[:5])
@@ -251,7 +264,7 @@ def assert_reference_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
     assert users == {(int(u["ID"]), u["NAME"], u["LAST_NAME"]) for u in portal.call("user.get")}
     categories = [
         (c["entityTypeId"], c["id"], c["name"])
-        for s in CATALOG.entities
+        for s in catalog.entities
         if s.has_pipelines
         for c in portal.call("crm.category.list", {"entityTypeId": s.entity_type_id})["categories"]
     ]
@@ -260,13 +273,13 @@ def assert_reference_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
     fields = {(r["entity"], r["code"]) for r in query(pipeline, "SELECT * FROM {}", "fields")}
     assert fields == {
         (s.resource, code)
-        for s in CATALOG.entities
+        for s in catalog.entities
         for code in s.fields_of(portal.call(s.fields_method, s.base_params()))
     }
 
 
 def assert_warehouse_equals_portal(pipeline: dlt.Pipeline, portal: Portal) -> None:
-    for spec in CATALOG.entities:
+    for spec in portal_catalog(portal).entities:
         assert_entity_equal(pipeline, portal, spec)
     assert_payments_equal(pipeline, portal)
     assert_reference_equal(pipeline, portal)

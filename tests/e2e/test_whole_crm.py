@@ -1,0 +1,266 @@
+"""The whole CRM: smart processes, quotes, stage history, activities, deal contacts and currencies, over real
+HTTP into DuckDB and Postgres. Every table is compared with what the portal's API returns (uncounted admin
+calls), contents and not counts; edits through the API are picked up by the next incremental run, exactly
+those, and a run with nothing changed costs one request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import dlt
+import pytest
+
+from bitrix24_emulator import Portal
+from sources.bitrix24 import SourceState, catalog_of
+from tests.e2e.syncutil import (
+    SMALL_PORTAL,
+    assert_entity_equal,
+    canon,
+    portal_catalog,
+    query,
+    run,
+)
+
+HISTORY_TYPES = (1, 2, 31)
+
+
+def paged(
+    portal: Portal, method: str, params: dict[str, Any], rows_at: tuple[str, ...], id_field: str
+) -> Iterator[dict]:
+    """Every row of a list method by ID keyset (the test's own paging, not the source's)."""
+    after = 0
+    while True:
+        page: Any = portal.call(method, {**params, "order": {id_field: "ASC"}, "filter": {f">{id_field}": after}})
+        for part in rows_at:
+            page = page[part]
+        yield from page
+        if len(page) < 50:
+            return
+        after = page[-1][id_field]
+
+
+def portal_history(portal: Portal) -> set[tuple]:
+    types = [
+        *HISTORY_TYPES,
+        *(t["entityTypeId"] for t in portal.call("crm.type.list")["types"] if t["isStagesEnabled"] == "Y"),
+    ]
+    out = set()
+    for type_id in types:
+        for r in paged(portal, "crm.stagehistory.list", {"entityTypeId": type_id}, ("items",), "ID"):
+            out.add(
+                (
+                    type_id,
+                    r["ID"],
+                    r["OWNER_ID"],
+                    r["TYPE_ID"],
+                    r.get("STAGE_ID", r.get("STATUS_ID")),
+                    r.get("CATEGORY_ID"),
+                    canon("ts", r["CREATED_TIME"]),
+                )
+            )
+    return out
+
+
+def stored_history(pipeline: dlt.Pipeline) -> set[tuple]:
+    return {
+        (
+            r["entity_type_id"],
+            r["id"],
+            r["owner_id"],
+            r["type_id"],
+            r["stage_id"],
+            r["category_id"],
+            canon("ts", r["created_time"]),
+        )
+        for r in query(pipeline, "SELECT * FROM {}", "stage_history")
+    }
+
+
+def portal_deal_contacts(portal: Portal) -> set[tuple[int, int, bool]]:
+    """From crm.deal.contact.items.get, one deal per call: another method than the source reads."""
+    out = set()
+    for deal in paged(portal, "crm.deal.list", {"select": ["ID"]}, (), "ID"):
+        for n, c in enumerate(
+            sorted(portal.call("crm.deal.contact.items.get", {"id": deal["ID"]}), key=lambda c: c["SORT"])
+        ):
+            out.add((int(deal["ID"]), int(c["CONTACT_ID"]), c["IS_PRIMARY"] == "Y"))
+            assert (n == 0) == (c["IS_PRIMARY"] == "Y")
+    return out
+
+
+def stored_deal_contacts(pipeline: dlt.Pipeline) -> set[tuple[int, int, bool]]:
+    rows = query(pipeline, "SELECT deal_id, contact_id, is_primary FROM {}", "v_deal_contacts")
+    got = [(r["deal_id"], r["contact_id"], bool(r["is_primary"])) for r in rows]
+    assert len(got) == len(set(got)), "a deal's contact twice"
+    return set(got)
+
+
+def assert_types_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    types = {(t["entityTypeId"], t["title"], t["code"]) for t in portal.call("crm.type.list")["types"]}
+    stored = query(pipeline, "SELECT entity_type_id, title, code, table_name FROM {}", "smart_processes")
+    assert {(r["entity_type_id"], r["title"], r["code"]) for r in stored} == types
+    assert all(r["table_name"] == f"sp_{r['entity_type_id']}" for r in stored)
+
+
+def assert_currencies_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    api = {
+        c["CURRENCY"]: (Decimal(c["AMOUNT"]), int(c["AMOUNT_CNT"]), c["BASE"] == "Y")
+        for c in portal.call("crm.currency.list")
+    }
+    stored = query(pipeline, "SELECT currency, amount, amount_cnt, base FROM {}", "currencies")
+    assert {r["currency"]: (canon("num", r["amount"]), r["amount_cnt"], r["base"]) for r in stored} == {
+        k: (canon("num", v[0]), v[1], v[2]) for k, v in api.items()
+    }
+    today = portal.clock.now().date()
+    rates = query(pipeline, "SELECT currency, rate_date, rate FROM {}", "currency_rates")
+    todays = {r["currency"]: canon("num", r["rate"]) for r in rates if r["rate_date"] == today}
+    assert todays == {
+        k: canon("num", (amount / count).quantize(Decimal("0.000000001"))) for k, (amount, count, _b) in api.items()
+    }
+
+
+def assert_all_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    catalog = portal_catalog(portal)
+    for spec in catalog.entities:
+        if spec.resource in ("quotes", "activities") or spec.discovered:
+            assert_entity_equal(pipeline, portal, spec)
+    assert stored_history(pipeline) == portal_history(portal)
+    assert stored_deal_contacts(pipeline) == portal_deal_contacts(portal)
+    assert_types_equal(pipeline, portal)
+    assert_currencies_equal(pipeline, portal)
+
+
+@pytest.fixture
+def crm_portal() -> Iterator[Portal]:
+    with Portal(**{**SMALL_PORTAL, "deals": 90, "leads": 60}) as p:
+        yield p
+
+
+def test_a_full_sync_loads_the_whole_crm_and_edits_arrive_exactly(pipeline: dlt.Pipeline, crm_portal: Portal) -> None:
+    portal = crm_portal
+    run(pipeline, portal)
+    assert_all_equal(pipeline, portal)
+    assert len(portal_catalog(portal).smart_processes) == 2
+
+    # nothing changed: the whole CRM still costs one request
+    portal.reset_stats()
+    run(pipeline, portal)
+    assert portal.stats()["requests"] == 1
+
+    # edits through the API
+    deal = portal.call("crm.deal.list", {"select": ["ID", "STAGE_ID", "CATEGORY_ID"], "filter": {"CATEGORY_ID": 0}})[0]
+    portal.call(
+        "crm.deal.update", {"id": deal["ID"], "fields": {"STAGE_ID": "WON" if deal["STAGE_ID"] != "WON" else "LOSE"}}
+    )
+    portal.call(
+        "crm.activity.add",
+        {
+            "fields": {
+                "OWNER_TYPE_ID": 2,
+                "OWNER_ID": deal["ID"],
+                "TYPE_ID": 2,
+                "SUBJECT": "Follow-up call",
+                "COMMUNICATIONS": [{"VALUE": "+90 555 000 11 22", "TYPE": "PHONE"}],
+            }
+        },
+    )
+    portal.call(
+        "crm.activity.todo.add",
+        {
+            "ownerTypeId": 2,
+            "ownerId": deal["ID"],
+            "title": "Send the visa letter",
+            "deadline": "2026-12-10T10:00:00+03:00",
+        },
+    )
+    contacts = [int(c["ID"]) for c in portal.call("crm.contact.list", {"select": ["ID"], "order": {"ID": "ASC"}})[:3]]
+    portal.call(
+        "crm.deal.contact.items.set",
+        {"id": deal["ID"], "items": [{"CONTACT_ID": c, "SORT": 10 * (n + 1)} for n, c in enumerate(contacts)]},
+    )
+    sp = portal_catalog(portal).smart_processes[0]
+    item = portal.call("crm.item.list", {"entityTypeId": sp.entity_type_id, "select": ["id"], "order": {"id": "ASC"}})[
+        "items"
+    ][0]
+    portal.call(
+        "crm.item.update",
+        {"entityTypeId": sp.entity_type_id, "id": item["id"], "fields": {"title": "Visa for the patient's mother"}},
+    )
+    new_type = portal.call("crm.type.add", {"fields": {"title": "Clinic partners", "code": "clinics"}})["type"]
+    portal.call("crm.item.add", {"entityTypeId": new_type["entityTypeId"], "fields": {"title": "Memorial Şişli"}})
+    history_before = stored_history(pipeline)
+
+    run(pipeline, portal)
+    new_rows = stored_history(pipeline) - history_before
+    assert {(r[0], r[2], r[3]) for r in new_rows} == {(2, int(deal["ID"]), 3)}, (
+        new_rows
+    )  # the deal's move, nothing else
+    assert {
+        (r["subject"], r["provider_id"])
+        for r in query(
+            pipeline,
+            "SELECT subject, provider_id FROM {} WHERE owner_id = " + deal["ID"] + " AND owner_type_id = 2",
+            "activities",
+        )
+    } >= {("Follow-up call", "CRM_REST"), ("Send the visa letter", "CRM_TODO")}
+    assert {c for d, c, _p in stored_deal_contacts(pipeline) if d == int(deal["ID"])} == set(contacts)
+    titles = query(pipeline, f"SELECT title FROM {{}} WHERE id = {item['id']}", sp.resource)
+    assert titles == [{"title": "Visa for the patient's mother"}]
+    assert new_type["entityTypeId"] in {
+        r["entity_type_id"] for r in query(pipeline, "SELECT entity_type_id FROM {}", "smart_processes")
+    }
+
+    run(pipeline, portal)  # the new smart process has its table now, with no configuration
+    assert_all_equal(pipeline, portal)
+    assert query(pipeline, "SELECT title FROM {}", f"sp_{new_type['entityTypeId']}") == [{"title": "Memorial Şişli"}]
+
+
+def test_a_deleted_smart_process_keeps_its_table_and_the_run_goes_on(tmp_path: Any, crm_portal: Portal) -> None:
+    from tests.e2e.syncutil import new_pipeline
+
+    portal, pipeline = crm_portal, new_pipeline(tmp_path, "duckdb")
+    run(pipeline, portal)
+    doomed = portal.call("crm.type.list")["types"][1]
+    items = list(
+        paged(portal, "crm.item.list", {"entityTypeId": doomed["entityTypeId"], "select": ["id"]}, ("items",), "id")
+    )
+    for it in items:
+        portal.call("crm.item.delete", {"entityTypeId": doomed["entityTypeId"], "id": it["id"]})
+    portal.call("crm.type.delete", {"id": doomed["id"]})
+    run(pipeline, portal)  # the catalog still had it: its reads fail as "not found" and are skipped
+    run(pipeline, portal)  # now it is gone from the catalog
+    table = f"sp_{doomed['entityTypeId']}"
+    assert len(query(pipeline, "SELECT id FROM {}", table)) == len(items)  # what was loaded stays
+    assert doomed["entityTypeId"] not in {
+        r["entity_type_id"] for r in query(pipeline, "SELECT entity_type_id FROM {}", "smart_processes")
+    }
+    assert table not in catalog_of(SourceState.of_pipeline(pipeline.state)).resources
+
+
+def test_stage_history_keeps_what_the_portal_stops_returning(tmp_path: Any, crm_portal: Portal) -> None:
+    """A record moved to another pipeline: the portal hides its earlier pipeline's rows (b24restdocs#8), the
+    warehouse keeps them, and the move itself arrives as a pipeline change."""
+    from tests.e2e.syncutil import new_pipeline
+
+    portal, pipeline = crm_portal, new_pipeline(tmp_path, "duckdb")
+    run(pipeline, portal)
+    sp = next(s for s in portal_catalog(portal).smart_processes if s.has_stage_history)
+    categories = [c["id"] for c in portal.call("crm.category.list", {"entityTypeId": sp.entity_type_id})["categories"]]
+    assert len(categories) > 1
+    item = portal.call(
+        "crm.item.list", {"entityTypeId": sp.entity_type_id, "filter": {"categoryId": categories[0]}, "select": ["id"]}
+    )["items"][0]
+    before = {r for r in stored_history(pipeline) if r[0] == sp.entity_type_id and r[2] == item["id"]}
+    assert before
+    portal.call(
+        "crm.item.update",
+        {"entityTypeId": sp.entity_type_id, "id": item["id"], "fields": {"categoryId": categories[1]}},
+    )
+    visible = {r for r in portal_history(portal) if r[0] == sp.entity_type_id and r[2] == item["id"]}
+    assert not (visible & before)  # the portal no longer returns them
+    run(pipeline, portal)
+    after = {r for r in stored_history(pipeline) if r[0] == sp.entity_type_id and r[2] == item["id"]}
+    assert before < after
+    assert [r[3] for r in after - before] == [5]  # pipeline change
