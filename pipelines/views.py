@@ -1,6 +1,6 @@
 """Views that make the raw tables readable in SQL: a `v_<table>` per entity (deals, leads, contacts,
 companies, invoices, quotes, activities, every `sp_<entityTypeId>`), `v_payments`, `v_stage_history` (each stay
-in a stage) and `v_deal_contacts`, created in the dataset after every successful load. `v_deals` and
+in a stage), `v_product_rows` and `v_deal_contacts`, created in the dataset after every successful load. `v_deals` and
 `v_payments` also show their amounts in the portal's base currency.
 
 The raw tables keep the portal's field codes as column names (`uf_crm_1699000007`) and ids where the portal
@@ -35,6 +35,7 @@ from sources.bitrix24 import (
     DEAL_CONTACTS,
     PAYMENTS,
     PORTAL_INFO,
+    PRODUCT_ROWS,
     STAGE_HISTORY,
     Catalog,
 )
@@ -420,6 +421,43 @@ def deal_contacts_view(dataset: Dataset) -> str:
     )
 
 
+_PRODUCT_OWNERS = {2: "deals", 7: "quotes", 31: "invoices"}
+
+
+def product_rows_view(dataset: Dataset) -> str:
+    """One row per product row with its owner and the owner's currency: what was sold, where."""
+    child = dataset.child_of(PRODUCT_ROWS, "items")
+    wanted = (
+        "id",
+        "product_id",
+        "product_name",
+        "price",
+        "quantity",
+        "discount_sum",
+        "tax_rate",
+        "measure_name",
+        "sort",
+    )
+    select = ["o.owner_type_id", "o.owner_id", "o.owner_type"]
+    select += [f"i.{quote(c)}" for c in wanted if c in dataset.columns[child]]
+    if dataset.has(child, "price", "quantity"):
+        select.append("i.price * i.quantity AS amount")
+    joins, currencies = "", []
+    for type_id, table in _PRODUCT_OWNERS.items():
+        if dataset.has(table, "id", "currency_id"):
+            alias = f"o{type_id}"
+            joins += (
+                f" LEFT JOIN {dataset.table(table)} {alias} ON o.owner_type_id = {type_id} AND {alias}.id = o.owner_id"
+            )
+            currencies.append(f"{alias}.currency_id")
+    if currencies:
+        select.append(f"COALESCE({', '.join(currencies)}) AS currency")
+    return (
+        f"SELECT {', '.join(select)} FROM {dataset.table(PRODUCT_ROWS)} o "
+        f"JOIN {dataset.table(child)} i ON i._dlt_parent_id = o._dlt_id{joins}"
+    )
+
+
 def in_base_currency(dataset: Dataset, select: str, amount: str, currency: str) -> str:
     """`select` plus `<amount>_base` and `base_currency`: the amount at the newest rate a run has seen (the API
     keeps no rate history; `currency_rates` keeps one snapshot per run day from the first run on)."""
@@ -454,6 +492,8 @@ def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
             views[VIEW_PREFIX + PAYMENTS] = in_base_currency(dataset, views[VIEW_PREFIX + PAYMENTS], "sum", "currency")
     if dataset.has(STAGE_HISTORY, "entity_type_id", "owner_id", "created_time"):
         views[VIEW_PREFIX + STAGE_HISTORY] = stage_history_view(dataset)
+    if dataset.has(PRODUCT_ROWS, "owner_id") and dataset.child_of(PRODUCT_ROWS, "items") in dataset.columns:
+        views[VIEW_PREFIX + PRODUCT_ROWS] = product_rows_view(dataset)
     if dataset.has(DEAL_CONTACTS, "deal_id") and dataset.child_of(DEAL_CONTACTS, "contacts") in dataset.columns:
         views[VIEW_PREFIX + DEAL_CONTACTS] = deal_contacts_view(dataset)
     return views
@@ -538,7 +578,7 @@ def drop_views(pipeline: dlt.Pipeline, catalog: Catalog) -> None:
     to drop a table a view depends on. The views come back after the load."""
     if not profile(pipeline.destination.destination_name).views:
         return
-    names = [VIEW_PREFIX + t for t in (*catalog.entity_resources, PAYMENTS, STAGE_HISTORY, DEAL_CONTACTS)]
+    names = [VIEW_PREFIX + t for t in (*catalog.entity_resources, PAYMENTS, STAGE_HISTORY, PRODUCT_ROWS, DEAL_CONTACTS)]
     try:
         with pipeline.sql_client() as client, client.begin_transaction():
             for name in names:

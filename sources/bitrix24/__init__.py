@@ -45,6 +45,7 @@ from .catalog import (
     FIELDS,
     PAYMENTS,
     PORTAL_INFO,
+    PRODUCT_ROWS,
     REFERENCE_LISTS,
     SMART_PROCESSES,
     STAGE_HISTORY,
@@ -61,6 +62,9 @@ from .paging import BATCH_SIZE, PAGE_SIZE
 from .payments import PAYMENT_PLAN, PaymentCoverage, PaymentReader
 from .plan import SYNC_DEFAULTS, PlanPart, PortalMismatchError, RunPlan, SyncOptions
 from .portal_ids import PortalScan
+from .product_rows import COLUMNS as PRODUCT_ROW_COLUMNS
+from .product_rows import PRIMARY_KEY as PRODUCT_ROW_KEY
+from .product_rows import ProductRowReader
 from .reference import ReferenceReader, fields_rows, reference_due, reference_lists
 from .smart_processes import TYPES_PLAN, SmartProcessTypes, fetch_types, smart_process_specs
 from .stage_history import HISTORY_PLAN, StageHistoryReader
@@ -79,6 +83,7 @@ __all__ = [
     "PAGE_SIZE",
     "PAYMENTS",
     "PORTAL_INFO",
+    "PRODUCT_ROWS",
     "PlanError",
     "REFERENCE_LISTS",
     "SMART_PROCESSES",
@@ -209,6 +214,10 @@ def bitrix24(
         history = StageHistoryReader(catalog.history_owners)
         parts.append(history)
         wanted.append((history.pages, STAGE_HISTORY, _MERGE, HISTORY_PLAN.columns(), list(HISTORY_KEY)))
+    if PRODUCT_ROWS in selected:
+        products = ProductRowReader(client, options, catalog.product_owners)
+        parts.append(products)
+        wanted.append((products.pages, PRODUCT_ROWS, _MERGE, PRODUCT_ROW_COLUMNS, list(PRODUCT_ROW_KEY)))
     if DEAL_CONTACTS in selected:
         contacts = DealContactReader(catalog.entity("deals"), options, options.owner_sweep_hours)
         parts.append(contacts)

@@ -124,6 +124,7 @@ def smart_process_spec(entity_type_id: int, flags: dict[str, Any]) -> EntitySpec
 
 PAYMENTS = "payments"
 STAGE_HISTORY = "stage_history"  # append-only log of stage moves, read forward by ID
+PRODUCT_ROWS = "product_rows"  # one row per owner, its rows in product_rows__items (replaced whole)
 DEAL_CONTACTS = "deal_contacts"  # one row per deal, its contacts in deal_contacts__contacts (replaced whole)
 SMART_PROCESSES = "smart_processes"  # the portal's smart-process types (crm.type.list), every run
 CURRENCIES = "currencies"  # crm.currency.list, every run
@@ -157,6 +158,7 @@ class Catalog:
             *self.entity_resources,
             PAYMENTS,
             STAGE_HISTORY,
+            PRODUCT_ROWS,
             DEAL_CONTACTS,
             SMART_PROCESSES,
             CURRENCIES,
@@ -172,6 +174,10 @@ class Catalog:
     @property
     def history_owners(self) -> tuple[EntitySpec, ...]:
         return tuple(e for e in self.entities if e.has_stage_history)
+
+    @property
+    def product_owners(self) -> tuple[EntitySpec, ...]:
+        return tuple(e for e in self.entities if e.product_owner_type)
 
     @property
     def smart_processes(self) -> tuple[EntitySpec, ...]:

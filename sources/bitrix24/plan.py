@@ -48,7 +48,7 @@ class SyncOptions:
     fields_max_age_hours: float = 24.0  # field metadata is cached this long (a new UF_* key refreshes it)
     reference_max_age_hours: float = 24.0  # stages, pipelines and users are reloaded this often
     payment_sweep_hours: float = 24.0  # all payments are re-read this often
-    owner_sweep_hours: float = 24.0  # every deal's contacts are re-read this often
+    owner_sweep_hours: float = 24.0  # every deal's contacts and every owner's product rows are re-read this often
     backfill: Backfill | None = None  # re-read a window; cursors and sweep stamps stay untouched
 
     def window(self, cursor_field: str, cursor: str | None) -> dict[str, Any]:

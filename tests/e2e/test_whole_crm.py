@@ -97,6 +97,43 @@ def stored_deal_contacts(pipeline: dlt.Pipeline) -> set[tuple[int, int, bool]]:
     return set(got)
 
 
+PRODUCT_OWNERS = {"deals": ("D", 2), "invoices": ("SI", 31), "quotes": ("Q", 7)}
+
+
+def portal_product_rows(portal: Portal) -> dict[tuple[int, int], list[tuple]]:
+    """Every owner's rows, one owner per call."""
+    catalog = portal_catalog(portal)
+    out = {}
+    for resource, (code, type_id) in PRODUCT_OWNERS.items():
+        spec = catalog.entity(resource)
+        for owner in paged(
+            portal, spec.list_method, {**spec.base_params(), "select": [spec.id_field]}, spec.items_path, spec.id_field
+        ):
+            owner_id = int(owner[spec.id_field])
+            rows = portal.call(METHOD_ROWS, {"filter": {"=ownerType": code, "=ownerId": owner_id}})["productRows"]
+            out[(type_id, owner_id)] = sorted(
+                (r["id"], r["productId"], r["productName"], canon("num", r["price"]), canon("num", r["quantity"]))
+                for r in rows
+            )
+    return out
+
+
+METHOD_ROWS = "crm.item.productrow.list"
+
+
+def stored_product_rows(pipeline: dlt.Pipeline) -> dict[tuple[int, int], list[tuple]]:
+    owners = query(pipeline, "SELECT owner_type_id, owner_id, _dlt_id FROM {}", "product_rows")
+    items = query(pipeline, "SELECT * FROM {}", "product_rows__items")
+    by_parent: dict[str, list[tuple]] = {}
+    for i in items:
+        by_parent.setdefault(i["_dlt_parent_id"], []).append(
+            (i["id"], i["product_id"], i["product_name"], canon("num", i["price"]), canon("num", i["quantity"]))
+        )
+    keys = [(o["owner_type_id"], o["owner_id"]) for o in owners]
+    assert len(keys) == len(set(keys)), "an owner twice"
+    return {(o["owner_type_id"], o["owner_id"]): sorted(by_parent.get(o["_dlt_id"], [])) for o in owners}
+
+
 def assert_types_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
     types = {(t["entityTypeId"], t["title"], t["code"]) for t in portal.call("crm.type.list")["types"]}
     stored = query(pipeline, "SELECT entity_type_id, title, code, table_name FROM {}", "smart_processes")
@@ -128,6 +165,7 @@ def assert_all_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
             assert_entity_equal(pipeline, portal, spec)
     assert stored_history(pipeline) == portal_history(portal)
     assert stored_deal_contacts(pipeline) == portal_deal_contacts(portal)
+    assert stored_product_rows(pipeline) == portal_product_rows(portal)
     assert_types_equal(pipeline, portal)
     assert_currencies_equal(pipeline, portal)
 
@@ -264,3 +302,31 @@ def test_stage_history_keeps_what_the_portal_stops_returning(tmp_path: Any, crm_
     after = {r for r in stored_history(pipeline) if r[0] == sp.entity_type_id and r[2] == item["id"]}
     assert before < after
     assert [r[3] for r in after - before] == [5]  # pipeline change
+
+
+def test_product_rows_edited_without_their_deal_arrive_with_the_sweep(tmp_path: Any, crm_portal: Portal) -> None:
+    """Replacing a deal's rows does not touch the deal: the incremental run cannot see it, the sweep does; a
+    changed deal has its rows re-read at once; rows removed disappear."""
+    from tests.e2e.syncutil import new_pipeline
+
+    portal, pipeline = crm_portal, new_pipeline(tmp_path, "duckdb")
+    run(pipeline, portal)
+    quiet, touched = [
+        int(d["ID"]) for d in portal.call("crm.deal.list", {"select": ["ID"], "order": {"ID": "ASC"}})[:2]
+    ]
+    portal.call(
+        "crm.item.productrow.set",
+        {
+            "ownerType": "D",
+            "ownerId": quiet,
+            "productRows": [{"productId": 3, "productName": "Check-up", "price": 900, "quantity": 1}],
+        },
+    )
+    portal.call("crm.item.productrow.set", {"ownerType": "D", "ownerId": touched, "productRows": []})
+    portal.call("crm.deal.update", {"id": touched, "fields": {"COMMENTS": "rows removed"}})
+    run(pipeline, portal)
+    stored = stored_product_rows(pipeline)
+    assert stored[(2, touched)] == []  # re-read with its changed deal: every row gone
+    assert stored[(2, quiet)] != portal_product_rows(portal)[(2, quiet)]  # not yet: nothing told the run
+    run(pipeline, portal, source_options={"owner_sweep_hours": 0})
+    assert stored_product_rows(pipeline) == portal_product_rows(portal)
