@@ -64,10 +64,13 @@ class RunMeter:
         for name, rows in expected_rows.items():
             self.resources.setdefault(name, ResourceMeter(name)).expected_rows = rows
 
-    def attach(self, source: Any, client: Bitrix24Client) -> None:
+    def attach(self, source: Any, client: Bitrix24Client, requests_at_start: int | None = None) -> None:
+        """`requests_at_start`: the client's count before the source was built (its first run asks the portal
+        which smart processes exist): booked to the first resource, like the discovery batch."""
         self.client = client
         self.started = self._clock()
-        self._mark = (self.started, *self._client_counts())
+        requests, retries = self._client_counts()
+        self._mark = (self.started, requests if requests_at_start is None else requests_at_start, retries)
         for name, resource in source.selected_resources.items():
             if name == PORTAL_INFO:  # one row about the portal, no request: not a resource the user chose
                 continue

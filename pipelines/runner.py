@@ -314,8 +314,8 @@ def _locked_sync(
     selected = tuple(source.resources)
     if portal := dlt.config.get("bitrix24_sync.portal"):  # several portals in one dataset (pipelines/portals.py)
         source = partition_by_portal(source, str(portal))
-    meter.attach(source, client)
-    requests_before = client.requests_made
+    meter.attach(source, client, run.requests_at_start)
+    requests_before = run.requests_at_start
     failure: BaseException | None = None
     try:
         info = pipeline.run(

@@ -131,6 +131,7 @@ class SourceRun:
 
     catalog: Catalog | None = None
     client: Bitrix24Client | None = None
+    requests_at_start: int = 0  # the client's request count before this source's first request
     coverage: PaymentCoverage = field(default_factory=PaymentCoverage)
 
 
@@ -168,8 +169,12 @@ def bitrix24(
     state = SourceState.current()
     if client is None:
         client = connect(credentials=credentials)
+    run = run if run is not None else SourceRun()
+    run.client, run.requests_at_start = client, client.requests_made
     if state.smart_process_types() is None:  # a pipeline's first run: ask once which smart processes exist
-        state.store_smart_process_types(fetch_types(client), utc_now().isoformat())
+        types = fetch_types(client)
+        if types is not None:
+            state.store_smart_process_types(types, utc_now().isoformat())
     catalog = catalog_of(state)
     time_zone = _time_zone(portal_timezone)
     selected = catalog.select(resources)
@@ -183,8 +188,7 @@ def bitrix24(
         owner_sweep_hours=float(owner_sweep_hours),
         backfill=backfill,
     )
-    run = run if run is not None else SourceRun()
-    run.catalog, run.client = catalog, client
+    run.catalog = catalog
     # Stages, pipelines and users are replaced whole: include them only when due, since a `replace` resource
     # that yields nothing empties its table.
     selected = tuple(

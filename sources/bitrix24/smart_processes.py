@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .api import Bitrix24Client, Bitrix24Error, TransientError
+from .api import AuthError, Bitrix24Client, Bitrix24Error, ScopeError, TransientError
 from .catalog import EntitySpec, smart_process_spec
 from .fields import CoercionReport, FieldPlan
 from .paging import Commands
@@ -53,15 +53,17 @@ def _types_of(result: Any) -> list[dict[str, Any]] | None:
     return [t for t in types if isinstance(t, dict)] if isinstance(types, list) else None
 
 
-def fetch_types(client: Bitrix24Client) -> list[dict[str, Any]]:
-    """The portal's types now (a pipeline's first run): one request, more only past 50 types."""
+def fetch_types(client: Bitrix24Client) -> list[dict[str, Any]] | None:
+    """The portal's types now (a pipeline's first run): one request, more only past 50 types. None when the
+    webhook itself is refused or the portal is busy: the run's discovery batch meets the same error and reports
+    it where it belongs, and the types are asked again next time."""
     types: list[dict[str, Any]] = []
     start: int | None = 0
     while start is not None:
         try:
             response = client.call(TYPES_METHOD, {**TYPES_PARAMS, "start": start})
-        except TransientError:
-            raise
+        except (AuthError, ScopeError, TransientError):
+            return None
         except Bitrix24Error as exc:
             log.warning("smart processes are not read: %s (crm.type.list needs CRM administrator rights)", exc)
             return []
@@ -84,6 +86,8 @@ class SmartProcessTypes(PlanPart):
     def discovered(self, plan: RunPlan) -> None:
         failure = plan.failure(TYPES_KEY, TYPES_METHOD)
         types = _types_of(plan.result(TYPES_KEY))
+        if isinstance(failure, AuthError | ScopeError):
+            return  # every other read fails the same way and says so
         if failure is not None or types is None:
             log.warning("smart-process types not refreshed: %s", failure or "crm.type.list answered oddly")
             return
