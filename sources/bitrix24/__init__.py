@@ -38,7 +38,9 @@ from .api import (
     connect,
     redact,
 )
+from .calls import CALL_PLAN, CallReader
 from .catalog import (
+    CALLS,
     CURRENCIES,
     CURRENCY_RATES,
     DEAL_CONTACTS,
@@ -75,6 +77,7 @@ from .window import Backfill, DateInputError, normalize_user_date, utc_now
 __all__ = [
     "AMOUNT_SUFFIX",
     "BATCH_SIZE",
+    "CALLS",
     "CURRENCIES",
     "CURRENCY_RATES",
     "CURRENCY_SUFFIX",
@@ -226,6 +229,10 @@ def bitrix24(
         contacts = DealContactReader(catalog.entity("deals"), options, options.owner_sweep_hours)
         parts.append(contacts)
         wanted.append((contacts.pages, DEAL_CONTACTS, _MERGE, DEAL_CONTACT_COLUMNS, "deal_id"))
+    if CALLS in selected:
+        calls = CallReader()
+        parts.append(calls)
+        wanted.append((calls.pages, CALLS, _MERGE, CALL_PLAN.columns(), "ID"))
     if SMART_PROCESSES in selected:
         wanted.append((types.pages, SMART_PROCESSES, "replace", TYPES_PLAN.columns(), None))
     if CURRENCIES in selected or CURRENCY_RATES in selected:

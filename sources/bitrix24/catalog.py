@@ -124,6 +124,7 @@ def smart_process_spec(entity_type_id: int, flags: dict[str, Any]) -> EntitySpec
 
 PAYMENTS = "payments"
 STAGE_HISTORY = "stage_history"  # append-only log of stage moves, read forward by ID
+CALLS = "calls"  # telephony call records, read forward by ID (scope telephony)
 PRODUCT_ROWS = "product_rows"  # one row per owner, its rows in product_rows__items (replaced whole)
 DEAL_CONTACTS = "deal_contacts"  # one row per deal, its contacts in deal_contacts__contacts (replaced whole)
 SMART_PROCESSES = "smart_processes"  # the portal's smart-process types (crm.type.list), every run
@@ -160,6 +161,7 @@ class Catalog:
             STAGE_HISTORY,
             PRODUCT_ROWS,
             DEAL_CONTACTS,
+            CALLS,
             SMART_PROCESSES,
             CURRENCIES,
             CURRENCY_RATES,

@@ -11,6 +11,7 @@ from typing import Any
 
 import dlt
 import pytest
+import requests
 
 from bitrix24_emulator import Portal
 from sources.bitrix24 import SourceState, catalog_of
@@ -330,3 +331,34 @@ def test_product_rows_edited_without_their_deal_arrive_with_the_sweep(tmp_path: 
     assert stored[(2, quiet)] != portal_product_rows(portal)[(2, quiet)]  # not yet: nothing told the run
     run(pipeline, portal, source_options={"owner_sweep_hours": 0})
     assert stored_product_rows(pipeline) == portal_product_rows(portal)
+
+
+def test_calls_need_the_telephony_scope_and_arrive_by_id(
+    tmp_path: Any, crm_portal: Portal, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pipelines.runner import sync
+    from tests.e2e.syncutil import new_pipeline
+
+    portal = crm_portal
+    pipeline = new_pipeline(tmp_path, "duckdb")
+    run(pipeline, portal, resources="calls")  # the default webhook has no telephony scope
+    assert "calls are not read" in caplog.text and "telephony" in caplog.text
+    telephony = portal.add_webhook(scopes=("crm", "user", "telephony"))
+    other = new_pipeline(tmp_path / "t", "duckdb")
+    sync(other, credentials=telephony, resources="calls")
+    calls, after = [], 0
+    while True:
+        params = {"FILTER": {">ID": after}, "SORT": "ID", "ORDER": "ASC"}
+        page = requests.post(telephony + "voximplant.statistic.get", json=params, timeout=30).json()["result"]
+        calls += page
+        if len(page) < 50:
+            break
+        after = page[-1]["ID"]
+    assert calls
+    stored = query(other, "SELECT id, crm_entity_type, crm_entity_id, call_duration FROM {}", "calls")
+    assert sorted((r["id"], r["crm_entity_type"], r["crm_entity_id"], r["call_duration"]) for r in stored) == sorted(
+        (int(c["ID"]), c["CRM_ENTITY_TYPE"], int(c["CRM_ENTITY_ID"]), int(c["CALL_DURATION"])) for c in calls
+    )
+    portal.reset_stats()
+    sync(other, credentials=telephony, resources="calls")
+    assert portal.stats()["requests"] == 1
