@@ -6,7 +6,11 @@ a COUNT, so this is not free for a large portal, but it is one request) and read
 fields). The estimate uses the sync's own arithmetic: a batch carries 50 pages of 50 rows, so an entity of R
 rows takes ceil(R/2500) + 1 requests; payments take 2 x ceil(P/2500) through the sale scope (payments, then
 their owners) or ceil(D/2500) + ceil(D/50) without it (D = deals and invoices: per-owner payment lists); one
-more request is the run's discovery batch. The portal lets 50 requests through at once, then 2 per second.
+more request is the run's discovery batch. Stage history takes ceil(H/2500) per entity type, product rows
+2 x ceil(O/2500) for O owners (their id scan, then 50 owners a call), deal contacts ceil(D/2500), calls
+ceil(C/2500) with the telephony scope; currencies and smart-process types ride in the discovery batch. A smart
+process the pipeline has not met yet costs one more request here (its counts). The portal lets 50 requests
+through at once, then 2 per second.
 """
 
 from __future__ import annotations
@@ -21,11 +25,26 @@ from typing import Any
 from pipelines.cli.common import CHECK_RETRIES, Command, destination_options, pipeline_from
 from pipelines.destinations import DestinationError
 from pipelines.runner import check_destination, pipeline_catalog
-from sources.bitrix24 import PAYMENTS, Bitrix24Client, Catalog, ScopeError, connect, count_params
+from sources.bitrix24 import (
+    CALLS,
+    DEAL_CONTACTS,
+    PAYMENTS,
+    PRODUCT_ROWS,
+    STAGE_HISTORY,
+    Bitrix24Client,
+    Catalog,
+    ScopeError,
+    connect,
+    count_params,
+    smart_process_specs,
+)
 
 ROWS_PER_REQUEST = 2500
 REQUIRED_SCOPES = ("crm", "user")  # entities and reference lists; users
-OPTIONAL_SCOPES = {"sale": "payments are then read per owner (crm.item.payment.list), which takes more requests"}
+OPTIONAL_SCOPES = {
+    "sale": "payments are then read per owner (crm.item.payment.list), which takes more requests",
+    "telephony": "calls are not read",
+}
 SALE_KEY = "payments"
 
 
@@ -49,8 +68,32 @@ class EntityCount:
 class Inventory:
     entities: list[EntityCount] = field(default_factory=list)
     payments: int | None = None  # via sale.payment.list; None without the sale scope
-
+    history: dict[int, int] = field(default_factory=dict)  # entityTypeId -> stage history rows
+    calls: int | None = None  # None without the telephony scope
     owners: tuple[str, ...] = ()  # resources that own payments
+    product_owners: tuple[str, ...] = ()
+
+    def rows_of(self, resources: tuple[str, ...]) -> int:
+        return sum(e.rows or 0 for e in self.entities if e.resource in resources)
+
+    def wider(self) -> list[tuple[str, str, int, str]]:
+        """(table, rows, requests, arithmetic) of the tables beside the entities and payments."""
+        history = sum(self.history.values())
+        owners, deals = self.rows_of(self.product_owners), self.rows_of(("deals",))
+        lines = [
+            (STAGE_HISTORY, f"{history:,}", sum(math.ceil(h / ROWS_PER_REQUEST) for h in self.history.values()),
+             f"ceil(rows/{ROWS_PER_REQUEST}) per entity type ({len(self.history)})"),
+            (PRODUCT_ROWS, f"{owners:,} owners", 2 * math.ceil(owners / ROWS_PER_REQUEST),
+             f"2 x ceil({owners}/{ROWS_PER_REQUEST})"),
+            (DEAL_CONTACTS, f"{deals:,} deals", math.ceil(deals / ROWS_PER_REQUEST),
+             f"ceil({deals}/{ROWS_PER_REQUEST})"),
+        ]  # fmt: skip
+        if self.calls is None:
+            lines.append((CALLS, "-", 0, "not read: no telephony scope"))
+        else:
+            lines.append((CALLS, f"{self.calls:,}", math.ceil(self.calls / ROWS_PER_REQUEST),
+                          f"ceil({self.calls}/{ROWS_PER_REQUEST})"))  # fmt: skip
+        return lines
 
     def payment_requests(self) -> tuple[int, str]:
         if self.payments is not None:
@@ -62,7 +105,8 @@ class Inventory:
         )
 
     def total_requests(self) -> int:
-        return 1 + sum(e.requests for e in self.entities) + self.payment_requests()[0]
+        wider = sum(requests for _t, _r, requests, _a in self.wider())
+        return 1 + sum(e.requests for e in self.entities) + self.payment_requests()[0] + wider
 
 
 def seconds_at(requests: int, rate: float, burst: int) -> float:
@@ -80,16 +124,49 @@ def missing_scopes(have: list[str]) -> list[str]:
     return [s for s in REQUIRED_SCOPES if s not in have]
 
 
-def inventory(client: Bitrix24Client, catalog: Catalog, with_sale: bool) -> Inventory:
-    """One batch: per entity, the row count and the field metadata; with the sale scope, the payment count."""
+def _counts(catalog: Catalog, specs: Any) -> dict[str, tuple[str, dict[str, Any]]]:
     commands: dict[str, tuple[str, dict[str, Any]]] = {}
-    for spec in catalog.entities:
+    for spec in specs:
         commands[spec.resource] = (spec.list_method, count_params(spec))
         commands[f"{spec.resource}_fields"] = (spec.fields_method, spec.base_params())
+        if spec.has_stage_history:
+            commands[f"history_{spec.entity_type_id}"] = (
+                "crm.stagehistory.list",
+                {"entityTypeId": spec.entity_type_id, "select": ["ID"], "start": 0},
+            )
+    return commands
+
+
+def inventory(client: Bitrix24Client, catalog: Catalog, with_sale: bool, with_telephony: bool = False) -> Inventory:
+    """One batch: per entity, the row count and the field metadata (and its stage history's); with the sale
+    scope, the payment count; the portal's smart-process types. One more for types the catalog lacks."""
+    commands = _counts(catalog, catalog.entities)
+    commands["types"] = ("crm.type.list", {"order": {"id": "ASC"}})
     if with_sale:
         commands[SALE_KEY] = ("sale.payment.list", {"select": ["id"], "start": 0})
+    if with_telephony:
+        commands[CALLS] = ("voximplant.statistic.get", {"FILTER": {">ID": 0}})
     response = client.batch(commands)
-    found = Inventory(owners=tuple(e.resource for e in catalog.payment_owners))
+    types = response.result.get("types") if "types" not in response.errors else None
+    if isinstance(types, dict) and isinstance(types.get("types"), list):
+        known = set(catalog.entity_resources)
+        portal = Catalog.for_portal(smart_process_specs(types["types"]))
+        new = [spec for spec in portal.entities if spec.resource not in known]
+        if new:
+            more = client.batch(_counts(portal, new))
+            for part in ("result", "errors", "total"):
+                getattr(response, part).update(getattr(more, part))
+        catalog = Catalog.for_portal([*catalog.smart_processes, *portal.smart_processes])
+    found = Inventory(
+        owners=tuple(e.resource for e in catalog.payment_owners),
+        product_owners=tuple(e.resource for e in catalog.product_owners),
+    )
+    for spec in catalog.history_owners:
+        key = f"history_{spec.entity_type_id}"
+        if key not in response.errors and key in response.total:
+            found.history[spec.entity_type_id] = response.total[key]
+    if with_telephony and CALLS not in response.errors:
+        found.calls = response.total.get(CALLS, 0)
     for spec in catalog.entities:
         if spec.resource in response.errors:
             error = client.subcall_error(spec.list_method, response.errors[spec.resource])
@@ -123,7 +200,12 @@ def estimate_lines(found: Inventory, rate: float, burst: int) -> list[str]:
     pay_requests, pay_arithmetic = found.payment_requests()
     pay_rows = f"{found.payments:,}" if found.payments is not None else "?"
     lines.append(f"{PAYMENTS:<12} {pay_rows:>10} {'':>12} {pay_requests:>9}  {pay_arithmetic}")
-    lines.append(f"{'discovery':<12} {'':>10} {'':>12} {1:>9}  one batch per run (with the reference lists)")
+    for table, rows, requests, arithmetic in found.wider():
+        lines.append(f"{table:<12} {rows:>10} {'':>12} {requests:>9}  {arithmetic}")
+    lines.append(
+        f"{'discovery':<12} {'':>10} {'':>12} {1:>9}  one batch per run (reference lists, currencies, smart-process "
+        "types)"
+    )
     total = found.total_requests()
     seconds = seconds_at(total, rate, burst)
     lines.append(
@@ -164,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_destination(pipeline)
         print(f"{'destination':<12} {pipeline.destination.destination_name} dataset {pipeline.dataset_name}: ok")
-    found = inventory(client, pipeline_catalog(pipeline), with_sale="sale" in have)
+    found = inventory(client, pipeline_catalog(pipeline), with_sale="sale" in have, with_telephony="telephony" in have)
     print("\nwhat the portal has (row counts from list totals: one request, a COUNT per entity on the portal):")
     for line in estimate_lines(found, client.bucket.rate, client.bucket.burst + 1):
         print(line)

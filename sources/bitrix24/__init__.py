@@ -116,6 +116,7 @@ __all__ = [
     "count_params",
     "count_windows",
     "redact",
+    "smart_process_specs",
 ]
 
 _MERGE = {"disposition": "merge", "strategy": "delete-insert"}
