@@ -157,3 +157,76 @@ def test_payments_by_month_fall_in_the_portals_month(loaded: tuple[Portal, dlt.P
     }
     assert got == {key: value.quantize(Decimal("0.000000001")) for key, value in expected.items()}
     assert {("2024-01", c) for (m, c) in got if m == "2024-01"}  # the 00:30 payments are there
+
+
+def api_rows(portal: Portal, method: str, params: dict, rows_at: str | None, id_field: str) -> list[dict]:
+    """Every row of a list method through the API, by ID keyset."""
+    out, after = [], 0
+    while True:
+        page = portal.call(
+            method,
+            {**params, "order": {id_field: "ASC"}, "filter": {**params.get("filter", {}), f">{id_field}": after}},
+        )
+        page = page[rows_at] if rows_at else page
+        out += page
+        if len(page) < 50:
+            return out
+        after = page[-1][id_field]
+
+
+def test_days_in_each_stage_per_pipeline(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    """Each finished stay from the deals' stage history, measured from one move to the next."""
+    portal, _, path = loaded
+    pipelines = {c["id"]: c["name"] for c in portal.call("crm.category.list", {"entityTypeId": 2})["categories"]}
+    names = {(s["ENTITY_ID"], s["STATUS_ID"]): s["NAME"] for s in portal.call("crm.status.list")}
+    moves: dict[int, list[tuple[datetime, int, dict]]] = defaultdict(list)
+    for row in api_rows(portal, "crm.stagehistory.list", {"entityTypeId": 2}, "items", "ID"):
+        moves[row["OWNER_ID"]].append((datetime.fromisoformat(row["CREATED_TIME"]), row["ID"], row))
+    stays: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for path_of_deal in moves.values():
+        path_of_deal.sort(key=lambda m: (m[0], m[1]))
+        for (entered, _i, row), (left, _j, _r) in zip(path_of_deal, path_of_deal[1:], strict=False):
+            entity = "DEAL_STAGE" if row["CATEGORY_ID"] == 0 else f"DEAL_STAGE_{row['CATEGORY_ID']}"
+            key = (pipelines[row["CATEGORY_ID"]], names[(entity, row["STAGE_ID"])])
+            stays[key].append((left - entered).total_seconds())
+    assert sum(len(v) for v in stays.values()) > 20
+    got = {(p, s): (days, n) for p, s, days, n in rows(path, readme_query("average days deals spend in each stage"))}
+    assert set(got) == set(stays)
+    for key, seconds in stays.items():
+        days, n = got[key]
+        assert n == len(seconds)
+        assert abs(float(days) - sum(seconds) / len(seconds) / 86400) <= 0.05 + 1e-9, key
+
+
+def test_revenue_of_won_deals_by_treatment(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    won = {
+        int(d["ID"]): d["CURRENCY_ID"]
+        for d in portal_list(portal, CATALOG.entity("deals"), ["ID", "STAGE_SEMANTIC_ID", "CURRENCY_ID"])
+        if d["STAGE_SEMANTIC_ID"] == "S"
+    }
+    expected: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    ids = sorted(won)
+    for start in range(0, len(ids), 50):
+        flt = {"=ownerType": "D", "=ownerId": ids[start : start + 50]}
+        for r in api_rows(portal, "crm.item.productrow.list", {"filter": flt}, "productRows", "id"):
+            expected[(r["productName"], won[r["ownerId"]])] += Decimal(str(r["price"])) * Decimal(str(r["quantity"]))
+    assert expected
+    got = {(name, cur): revenue for name, cur, revenue in rows(path, readme_query("treatments sold"))}
+    assert got.keys() == expected.keys()
+    for key, revenue in expected.items():
+        assert abs(got[key] - revenue) < Decimal("0.01"), key
+
+
+def test_touches_per_deal(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    touches = Counter(
+        int(a["OWNER_ID"])
+        for a in api_rows(
+            portal, "crm.activity.list", {"filter": {"OWNER_TYPE_ID": 2}, "select": ["ID", "OWNER_ID"]}, None, "ID"
+        )
+    )
+    deals = [int(d["ID"]) for d in portal_list(portal, CATALOG.entity("deals"), ["ID"])]
+    got = dict(rows(path, readme_query("touches per deal")))
+    assert got == {d: touches.get(d, 0) for d in deals}
+    assert max(got.values()) >= 3
