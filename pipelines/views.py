@@ -398,6 +398,8 @@ def stage_history_view(dataset: Dataset) -> str:
     joins = ""
     if dataset.has("stages", "status_id", "entity_id", "name"):
         select.append("st.name AS stage_name")
+        if dataset.has("stages", "sort"):
+            select.append("st.sort AS stage_sort")
         on = f"st.status_id = s.stage_id AND st.entity_id = {_stage_entity('s')}"
         joins += f" LEFT JOIN {dataset.table('stages')} st ON {on}"
     if dataset.has("pipelines", "id", "entity_type_id", "name"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import datetime
@@ -113,22 +114,32 @@ def test_a_custom_enumeration_decoded_by_its_label(loaded: tuple[Portal, dlt.Pip
     assert dict(rows(path, readme_query("decode a custom enumeration field by its label"))) == expected
 
 
-def test_the_notebooks_leads_by_source_table(
-    loaded: tuple[Portal, dlt.Pipeline, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_notebooks_tables(loaded: tuple[Portal, dlt.Pipeline, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook's leads by source, median days in stage and treatments sold, against the API's figures."""
     portal, _, path = loaded
     monkeypatch.setenv("BITRIX24_DUCKDB", str(path))
     monkeypatch.setenv("BITRIX24_DATASET", DATASET_NAME)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(ROOT / "notebooks" / "crm_analyses.ipynb", as_version=4)
-    notebook.cells.append(nbformat.v4.new_code_cell('print(sources.to_json(orient="records"))'))
+    for table in ("sources", "stays", "treatments"):
+        notebook.cells.append(nbformat.v4.new_code_cell(f'print({table}.to_json(orient="records"))'))
     NotebookClient(
         notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
     ).execute()
-    printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
-    table = {r["source"]: (r["leads"], r["leads_with_deals"]) for r in json.loads(printed)}
+    printed = ["".join(o.get("text", "") for o in cell.outputs) for cell in notebook.cells[-3:]]
+    table = {r["source"]: (r["leads"], r["leads_with_deals"]) for r in json.loads(printed[0])}
     expected = {(k or "(no source)"): v for k, v in leads_by_source(portal).items()}
     assert table == expected
+    medians = {(r["pipeline_name"], r["stage_name"]): (r["median_days"], r["stays"]) for r in json.loads(printed[1])}
+    stays = deal_stays(portal)
+    assert set(medians) == set(stays)
+    for key, seconds in stays.items():
+        assert medians[key][1] == len(seconds)
+        assert abs(medians[key][0] - statistics.median(seconds) / 86400) < 1e-6, key
+    sold = {(r["product_name"], r["currency"]): r["revenue"] for r in json.loads(printed[2])}
+    revenue = won_treatments(portal)
+    assert set(sold) == set(revenue)
+    assert all(abs(sold[k] - float(v)) < 0.01 for k, v in revenue.items())
 
 
 def test_payments_by_month_fall_in_the_portals_month(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
@@ -174,9 +185,8 @@ def api_rows(portal: Portal, method: str, params: dict, rows_at: str | None, id_
         after = page[-1][id_field]
 
 
-def test_days_in_each_stage_per_pipeline(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
-    """Each finished stay from the deals' stage history, measured from one move to the next."""
-    portal, _, path = loaded
+def deal_stays(portal: Portal) -> dict[tuple[str, str], list[float]]:
+    """(pipeline, stage) -> seconds of each finished stay, from the deals' stage history in the API."""
     pipelines = {c["id"]: c["name"] for c in portal.call("crm.category.list", {"entityTypeId": 2})["categories"]}
     names = {(s["ENTITY_ID"], s["STATUS_ID"]): s["NAME"] for s in portal.call("crm.status.list")}
     moves: dict[int, list[tuple[datetime, int, dict]]] = defaultdict(list)
@@ -189,6 +199,13 @@ def test_days_in_each_stage_per_pipeline(loaded: tuple[Portal, dlt.Pipeline, Pat
             entity = "DEAL_STAGE" if row["CATEGORY_ID"] == 0 else f"DEAL_STAGE_{row['CATEGORY_ID']}"
             key = (pipelines[row["CATEGORY_ID"]], names[(entity, row["STAGE_ID"])])
             stays[key].append((left - entered).total_seconds())
+    return stays
+
+
+def test_days_in_each_stage_per_pipeline(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    """Each finished stay from the deals' stage history, measured from one move to the next."""
+    portal, _, path = loaded
+    stays = deal_stays(portal)
     assert sum(len(v) for v in stays.values()) > 20
     got = {(p, s): (days, n) for p, s, days, n in rows(path, readme_query("average days deals spend in each stage"))}
     assert set(got) == set(stays)
@@ -198,8 +215,8 @@ def test_days_in_each_stage_per_pipeline(loaded: tuple[Portal, dlt.Pipeline, Pat
         assert abs(float(days) - sum(seconds) / len(seconds) / 86400) <= 0.05 + 1e-9, key
 
 
-def test_revenue_of_won_deals_by_treatment(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
-    portal, _, path = loaded
+def won_treatments(portal: Portal) -> dict[tuple[str, str], Decimal]:
+    """(product, currency) -> revenue of won deals, from the deals and their product rows in the API."""
     won = {
         int(d["ID"]): d["CURRENCY_ID"]
         for d in portal_list(portal, CATALOG.entity("deals"), ["ID", "STAGE_SEMANTIC_ID", "CURRENCY_ID"])
@@ -211,6 +228,12 @@ def test_revenue_of_won_deals_by_treatment(loaded: tuple[Portal, dlt.Pipeline, P
         flt = {"=ownerType": "D", "=ownerId": ids[start : start + 50]}
         for r in api_rows(portal, "crm.item.productrow.list", {"filter": flt}, "productRows", "id"):
             expected[(r["productName"], won[r["ownerId"]])] += Decimal(str(r["price"])) * Decimal(str(r["quantity"]))
+    return expected
+
+
+def test_revenue_of_won_deals_by_treatment(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    expected = won_treatments(portal)
     assert expected
     got = {(name, cur): revenue for name, cur, revenue in rows(path, readme_query("treatments sold"))}
     assert got.keys() == expected.keys()

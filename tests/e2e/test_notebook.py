@@ -15,7 +15,14 @@ from pipelines.runner import DATASET_NAME
 from tests.e2e.syncutil import SMALL_PORTAL, new_pipeline, run
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "crm_analyses.ipynb"
-PLOTS = ("Sales funnel", "Won revenue by month", "Leads by source", "Payments received by month")
+PLOTS = (
+    "Sales funnel",
+    "Won revenue by month",
+    "Leads by source",
+    "Payments received by month",
+    "Time in each stage",
+    "Treatments sold",
+)
 
 
 def test_the_notebook_runs_on_freshly_loaded_data_and_draws_its_charts(
