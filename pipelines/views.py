@@ -370,6 +370,14 @@ def payments_view(dataset: Dataset) -> str:
     return query.sql()
 
 
+def same_portal(dataset: Dataset, left: tuple[str, str], right: tuple[str, str]) -> str:
+    """` AND r.portal = l.portal` when both (table, alias) carry the portal column (several portals in one
+    dataset), else nothing."""
+    if dataset.has(left[0], PORTAL_COLUMN) and dataset.has(right[0], PORTAL_COLUMN):
+        return f" AND {right[1]}.{quote(PORTAL_COLUMN)} = {left[1]}.{quote(PORTAL_COLUMN)}"
+    return ""
+
+
 def _stage_entity(h: str) -> str:
     """The `stages.entity_id` that lists a history row's stage: stage ids repeat across dictionaries (a lead's
     NEW and a deal's NEW), so the join names the dictionary too."""
@@ -384,10 +392,11 @@ def _stage_entity(h: str) -> str:
 def stage_history_view(dataset: Dataset) -> str:
     """Each stay of a record in a stage: entered, left (the next move of the same record; NULL while it is
     still there), its length in seconds (until now for the current stay), in UTC and in the portal's time."""
+    portal = f"h.{quote(PORTAL_COLUMN)}, " if dataset.has(STAGE_HISTORY, PORTAL_COLUMN) else ""
     stays = (
-        "SELECT h.entity_type_id, h.owner_id, h.id AS history_id, h.event, h.category_id, h.stage_id, "
+        f"SELECT {portal}h.entity_type_id, h.owner_id, h.id AS history_id, h.event, h.category_id, h.stage_id, "
         "h.stage_semantic_id, h.created_time AS entered_at, "
-        "LEAD(h.created_time) OVER (PARTITION BY h.entity_type_id, h.owner_id ORDER BY h.created_time, h.id) "
+        f"LEAD(h.created_time) OVER (PARTITION BY {portal}h.entity_type_id, h.owner_id ORDER BY h.created_time, h.id) "
         f"AS left_at FROM {dataset.table(STAGE_HISTORY)} h"
     )
     select = [
@@ -401,11 +410,13 @@ def stage_history_view(dataset: Dataset) -> str:
         if dataset.has("stages", "sort"):
             select.append("st.sort AS stage_sort")
         on = f"st.status_id = s.stage_id AND st.entity_id = {_stage_entity('s')}"
+        on += same_portal(dataset, (STAGE_HISTORY, "s"), ("stages", "st"))
         joins += f" LEFT JOIN {dataset.table('stages')} st ON {on}"
     if dataset.has("pipelines", "id", "entity_type_id", "name"):
         select.append("p.name AS pipeline_name")
         joins += (
             f" LEFT JOIN {dataset.table('pipelines')} p ON p.entity_type_id = s.entity_type_id AND p.id = s.category_id"
+            + same_portal(dataset, (STAGE_HISTORY, "s"), ("pipelines", "p"))
         )
     for column in ("entered_at", "left_at"):
         local = dataset.local_time(f"s.{column}")
@@ -417,8 +428,9 @@ def stage_history_view(dataset: Dataset) -> str:
 def deal_contacts_view(dataset: Dataset) -> str:
     """One row per contact of a deal (the loaded shape keeps each deal's list whole in a child table)."""
     child = dataset.table(dataset.child_of(DEAL_CONTACTS, "contacts"))
+    portal = f"d.{quote(PORTAL_COLUMN)}, " if dataset.has(DEAL_CONTACTS, PORTAL_COLUMN) else ""
     return (
-        "SELECT d.deal_id, c.contact_id, c.sort, c.is_primary, d.read_at "
+        f"SELECT {portal}d.deal_id, c.contact_id, c.sort, c.is_primary, d.read_at "
         f"FROM {dataset.table(DEAL_CONTACTS)} d JOIN {child} c ON c._dlt_parent_id = d._dlt_id"
     )
 
@@ -440,7 +452,8 @@ def product_rows_view(dataset: Dataset) -> str:
         "measure_name",
         "sort",
     )
-    select = ["o.owner_type_id", "o.owner_id", "o.owner_type"]
+    select = [f"o.{quote(PORTAL_COLUMN)}"] if dataset.has(PRODUCT_ROWS, PORTAL_COLUMN) else []
+    select += ["o.owner_type_id", "o.owner_id", "o.owner_type"]
     select += [f"i.{quote(c)}" for c in wanted if c in dataset.columns[child]]
     if dataset.has(child, "price", "quantity"):
         select.append("i.price * i.quantity AS amount")
@@ -450,6 +463,7 @@ def product_rows_view(dataset: Dataset) -> str:
             alias = f"o{type_id}"
             joins += (
                 f" LEFT JOIN {dataset.table(table)} {alias} ON o.owner_type_id = {type_id} AND {alias}.id = o.owner_id"
+                + same_portal(dataset, (PRODUCT_ROWS, "o"), (table, alias))
             )
             currencies.append(f"{alias}.currency_id")
     if currencies:
@@ -466,13 +480,21 @@ def in_base_currency(dataset: Dataset, select: str, amount: str, currency: str) 
     if not dataset.has(CURRENCY_RATES, "currency", "rate", "rate_date", "base_currency"):
         return select
     rates = dataset.table(CURRENCY_RATES)
-    latest = (
-        f"SELECT currency, rate, base_currency, rate_date FROM {rates} "
-        f"WHERE rate_date = (SELECT MAX(rate_date) FROM {rates})"
+    partitioned = dataset.has(CURRENCY_RATES, PORTAL_COLUMN)
+    portal = f"r0.{quote(PORTAL_COLUMN)}, " if partitioned else ""
+    newest = f"SELECT MAX(r1.rate_date) FROM {rates} r1" + (
+        f" WHERE r1.{quote(PORTAL_COLUMN)} = r0.{quote(PORTAL_COLUMN)}" if partitioned else ""
     )
+    latest = (
+        f"SELECT {portal}r0.currency, r0.rate, r0.base_currency, r0.rate_date FROM {rates} r0 "
+        f"WHERE r0.rate_date = ({newest})"
+    )
+    on = f"r.currency = v.{quote(currency)}"
+    if partitioned:
+        on += f" AND r.{quote(PORTAL_COLUMN)} = v.{quote(PORTAL_COLUMN)}"
     return (
         f"SELECT v.*, v.{quote(amount)} * r.rate AS {quote(amount + '_base')}, r.base_currency, "
-        f"r.rate_date AS base_rate_date FROM ({select}) v LEFT JOIN ({latest}) r ON r.currency = v.{quote(currency)}"
+        f"r.rate_date AS base_rate_date FROM ({select}) v LEFT JOIN ({latest}) r ON {on}"
     )
 
 

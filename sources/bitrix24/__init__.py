@@ -231,7 +231,7 @@ def bitrix24(
         parts.append(contacts)
         wanted.append((contacts.pages, DEAL_CONTACTS, _MERGE, DEAL_CONTACT_COLUMNS, "deal_id"))
     if CALLS in selected:
-        calls = CallReader()
+        calls = CallReader(asked_for=bool(resources) and CALLS in catalog.select(resources))
         parts.append(calls)
         wanted.append((calls.pages, CALLS, _MERGE, CALL_PLAN.columns(), "ID"))
     if SMART_PROCESSES in selected:

@@ -46,7 +46,8 @@ class CallQuery(ListQuery):
 
 
 class CallReader(PlanPart):
-    def __init__(self) -> None:
+    def __init__(self, asked_for: bool) -> None:
+        self.asked_for = asked_for  # named in `resources`: a missing scope is then a warning, else a note
         self._skipped = False
 
     def _query(self) -> CallQuery:
@@ -62,7 +63,8 @@ class CallReader(PlanPart):
     def discovered(self, plan: RunPlan) -> None:
         failure = plan.failure(CALLS, METHOD)
         if failure is not None and not isinstance(failure, TransientError):
-            log.warning("calls are not read: %s (the webhook needs the telephony scope)", failure)
+            level = logging.WARNING if self.asked_for else logging.INFO
+            log.log(level, "calls are not read: %s (the webhook needs the telephony scope)", failure)
             self._skipped = True
 
     def pages(self, plan: RunPlan) -> Iterator[list[dict[str, Any]]]:

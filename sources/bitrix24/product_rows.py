@@ -115,7 +115,8 @@ class ProductRowReader(PlanPart):
             )
             for page in pages:
                 for row in ROW_PLAN.coerce(page, CoercionReport()):
-                    found.setdefault(int(row["ownerId"]), []).append(row)
+                    # a key that is null in every row would be a column dlt cannot type: leave nulls out
+                    found.setdefault(int(row["ownerId"]), []).append({k: v for k, v in row.items() if v is not None})
         return [
             {
                 "owner_type_id": owner.entity_type_id,
