@@ -322,7 +322,7 @@ def seed_portal(
         gen.deals(conn)
         gen.invoices(conn)
         gen.payments(conn)
-        seed_wider_crm(store, conn, random.Random(seed * 7919 + 1), max(users, 1))
+        seed_wider_crm(store, conn, random.Random(seed * 7919 + 1), max(users, 1), PORTAL_END)
 
 
 class _Generator:

@@ -53,13 +53,14 @@ IBLOCK_ID = 14
 CALL_PHONES = ("+7 900 123-45-67", "+90 532 765 43 21", "+49 151 2345 6789", "+971 50 123 4567")
 
 
-def seed_wider_crm(store: Store, conn: sqlite3.Connection, rng: random.Random, users: int) -> None:
-    now = int(store.clock.now_seconds().timestamp())
+def seed_wider_crm(store: Store, conn: sqlite3.Connection, rng: random.Random, users: int, end: int) -> None:
+    """`end`: the generated portal's last moment; nothing is created or changed after it."""
+    now = end
     _currencies(conn, now)
     _quote_statuses(conn)
     products = _products(conn, now)
     _smart_processes(store, conn, rng, users, now)
-    _quotes(store, conn, rng)
+    _quotes(store, conn, rng, now)
     _deal_contacts(conn, rng)
     _product_rows(conn, rng, products)
     _stage_history(store, conn, rng)
@@ -139,8 +140,8 @@ def _smart_processes(store: Store, conn: sqlite3.Connection, rng: random.Random,
                 continue
             category = rng.choice(categories)
             stage, _sem = rng.choice(listed[category])
-            at = created + rng.randrange(3600, 86400 * 30)
-            modified = at + rng.randrange(0, 86400 * 60)
+            at = min(created + rng.randrange(3600, 86400 * 30), now - 3600)
+            modified = min(at + rng.randrange(0, 86400 * 60), now)
             values = [
                 f"{title} — deal {deal_id}",
                 category,
@@ -196,7 +197,7 @@ def _insert(conn: sqlite3.Connection, table: str, names: list[str], rows: list[l
         conn.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({",".join("?" * len(names))})', rows)
 
 
-def _quotes(store: Store, conn: sqlite3.Connection, rng: random.Random) -> None:
+def _quotes(store: Store, conn: sqlite3.Connection, rng: random.Random, end: int) -> None:
     deals = conn.execute(
         "SELECT ID, CONTACT_ID, COMPANY_ID, DATE_CREATE, CURRENCY_ID, OPPORTUNITY, ASSIGNED_BY_ID FROM deal "
         "WHERE OPPORTUNITY > 0 ORDER BY ID"
@@ -206,7 +207,7 @@ def _quotes(store: Store, conn: sqlite3.Connection, rng: random.Random) -> None:
         if rng.random() > 0.2:
             continue
         status, _name, sem = rng.choice(QUOTE_STATUSES)
-        at = created + rng.randrange(3600, 86400 * 10)
+        at = min(created + rng.randrange(3600, 86400 * 10), end - 86400 * 20)
         rows.append(
             [
                 f"Quote for deal {deal_id}",

@@ -48,8 +48,9 @@ def _os_user() -> str | None:
             return name
         except KeyError:
             continue
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER],
-                   check=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER], check=True
+    )
     return FALLBACK_OS_USER
 
 
@@ -79,10 +80,29 @@ class PostgresServer:
             os.chown(pwfile, entry.pw_uid, entry.pw_gid)
         server = cls(bin_dir, root, _free_port(), os_user)
         data = root / "data"
-        server._run(str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "-E", "UTF8", "--locale=C.UTF-8",
-                    "--auth=scram-sha-256", f"--pwfile={pwfile}")
-        server._run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                    f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        server._run(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+        )
+        server._run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
         import psycopg2
 
         conn = psycopg2.connect(host="127.0.0.1", port=server.port, user=USER, password=PASSWORD, dbname="postgres")

@@ -63,9 +63,7 @@ def test_call_round_trip(portal: Portal) -> None:
         ({">OPPORTUNITY": Decimal("999999999999.99")}, 0),
     ],
 )
-def test_datetimes_and_decimals_are_sent_in_call_and_batch(
-    portal: Portal, condition: dict, expected: int
-) -> None:
+def test_datetimes_and_decimals_are_sent_in_call_and_batch(portal: Portal, condition: dict, expected: int) -> None:
     client = make_client(portal.webhook_url)
     params = {"filter": condition, "select": ["ID"]}
     assert client.call("crm.deal.list", params).total == expected
@@ -98,9 +96,7 @@ def test_batch_round_trip_with_references_and_a_failed_subcall(portal: Portal) -
 def test_batch_subcall_fault_is_reported_not_dropped(portal: Portal) -> None:
     portal.set_faults(kind="batch_subcall_error", count=1, index=1)
     client = make_client(portal.webhook_url)
-    batch = client.batch(
-        {f"p{i}": ("crm.deal.list", {**LIST_PARAMS, "filter": {">ID": i * 50}}) for i in range(3)}
-    )
+    batch = client.batch({f"p{i}": ("crm.deal.list", {**LIST_PARAMS, "filter": {">ID": i * 50}}) for i in range(3)})
     assert set(batch.result) == {"p0", "p2"} and set(batch.errors) == {"p1"}
     assert isinstance(client.subcall_error("crm.deal.list", batch.errors["p1"]), TransientError)
 
@@ -165,9 +161,7 @@ def test_bounded_failure_raises_transient_error_without_the_token(
 
 
 @pytest.mark.parametrize("kind", ["drop", "truncated", "slow"])
-def test_network_level_failures_leak_nothing(
-    portal: Portal, caplog: pytest.LogCaptureFixture, kind: str
-) -> None:
+def test_network_level_failures_leak_nothing(portal: Portal, caplog: pytest.LogCaptureFixture, kind: str) -> None:
     caplog.set_level(logging.DEBUG)
     portal.set_faults(kind=kind, share=1.0, seconds=0.5)
     client = make_client(portal.webhook_url, max_retries=1, timeout=0.2)
@@ -233,9 +227,7 @@ class AccessTokenAuth:
     def refresh(self, session: requests.Session, timeout: float) -> bool:
         self.refreshes += 1
         if self.refresh_fails:  # what a careless token endpoint error would say
-            raise RuntimeError(
-                f"GET /oauth/token/?refresh_token={self.secrets[1]}&client_secret={self.secrets[2]}"
-            )
+            raise RuntimeError(f"GET /oauth/token/?refresh_token={self.secrets[1]}&client_secret={self.secrets[2]}")
         return True
 
 
@@ -257,9 +249,7 @@ def test_expired_token_is_refreshed_once(portal: Portal, expired: int, succeeds:
     assert auth.refreshes == 1 and client.requests_made == 2
 
 
-def test_failed_refresh_is_an_auth_error_without_secrets(
-    portal: Portal, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_failed_refresh_is_an_auth_error_without_secrets(portal: Portal, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     portal.set_faults(kind="expired_token", count=1)
     auth = AccessTokenAuth(portal.oauth, refresh_fails=True)

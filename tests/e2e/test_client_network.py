@@ -115,9 +115,7 @@ def not_a_portal() -> Iterator[str]:
     thread.join()
 
 
-def test_wrong_url_answering_404_html_is_an_auth_error(
-    not_a_portal: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_wrong_url_answering_404_html_is_an_auth_error(not_a_portal: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     client = make_client(f"{not_a_portal}/rest/1/{TOKEN}/")
     with pytest.raises(AuthError, match="HTTP 404.*webhook URL is probably wrong") as info:
@@ -140,9 +138,7 @@ def test_response_cut_off_mid_body_is_retried_then_transient(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     client = make_client(f"{not_a_portal}/rest/3/{TOKEN}/", max_retries=2)
-    with pytest.raises(
-        TransientError, match="broke: the response was cut off; gave up after 3 attempts"
-    ) as info:
+    with pytest.raises(TransientError, match="broke: the response was cut off; gave up after 3 attempts") as info:
         client.call("crm.deal.list")
     assert dict(client.stats.retries) == {"connection": 2}
     assert_no_secret(info.value, TOKEN, caplog.text)

@@ -297,6 +297,7 @@ def forget_deleted(pipeline: dlt.Pipeline, deal_ids: list[int]) -> None:
 
 # ------------------------------------------------------------------ an unreachable host fails fast
 
+
 @pytest.mark.parametrize(
     ("url", "reason"),
     [

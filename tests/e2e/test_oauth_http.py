@@ -109,9 +109,7 @@ def test_sync_across_an_access_token_expiry_refreshes_exactly_once(
     first_access = store.load().access_token
 
     portal.clock.advance(LIFETIME + 1)
-    assert (
-        len(client.call("crm.deal.list", {**PAGE, "start": 100}).result) == 20
-    )  # expired, refreshed, repeated
+    assert len(client.call("crm.deal.list", {**PAGE, "start": 100}).result) == 20  # expired, refreshed, repeated
     for _ in range(3):
         client.call("crm.deal.list", PAGE)
 
@@ -134,9 +132,7 @@ def test_no_refresh_without_an_expiry(portal: Portal, chain: dict[str, str], tmp
     assert auth.token_requests == 1 and client.stats.retries["expired_token"] == 0
 
 
-def test_expired_token_fault_refreshes_once_and_repeats(
-    portal: Portal, chain: dict[str, str], tmp_path: Path
-) -> None:
+def test_expired_token_fault_refreshes_once_and_repeats(portal: Portal, chain: dict[str, str], tmp_path: Path) -> None:
     auth = make_auth(chain, tmp_path / "tokens.json")
     client = make_client(auth)
     client.call("crm.deal.list", PAGE)
@@ -145,9 +141,7 @@ def test_expired_token_fault_refreshes_once_and_repeats(
     assert auth.token_requests == 2 and auth.store.load().version == 2
 
 
-def test_a_later_run_continues_the_stored_chain(
-    portal: Portal, chain: dict[str, str], tmp_path: Path
-) -> None:
+def test_a_later_run_continues_the_stored_chain(portal: Portal, chain: dict[str, str], tmp_path: Path) -> None:
     """The configured refresh token was spent by the first run: the second must not use it again."""
     make_client(make_auth(chain, tmp_path / "tokens.json")).call("crm.deal.list", PAGE)
     again = make_auth(chain, tmp_path / "tokens.json")
@@ -227,9 +221,7 @@ def test_concurrent_refreshes_in_threads_spend_the_refresh_token_once(
 # --------------------------------------------------------------------------------- errors
 
 
-def test_spent_refresh_token_says_authorize_again(
-    portal: Portal, chain: dict[str, str], tmp_path: Path
-) -> None:
+def test_spent_refresh_token_says_authorize_again(portal: Portal, chain: dict[str, str], tmp_path: Path) -> None:
     make_auth(chain, tmp_path / "first.json").params()  # spends the configured refresh token
     auth = make_auth(chain, tmp_path / "second.json")
     with pytest.raises(AuthError) as caught:

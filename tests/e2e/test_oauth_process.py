@@ -152,15 +152,11 @@ def test_kill_between_refresh_and_persist_leaves_a_complete_store(
     # token was revoked with the rotation (the portal answers invalid_token, an AuthError), and renewing it is
     # refused with the one-line "authorize the app again" message. Authorizing again recovers.
     assert after == before
-    assert [stat.S_IMODE(os.stat(p).st_mode) for p in leftovers] == (
-        [0o600] if stage == "before_rename" else []
-    )
+    assert [stat.S_IMODE(os.stat(p).st_mode) for p in leftovers] == ([0o600] if stage == "before_rename" else [])
     rerun = make_auth(chain, path, refresh_token=None)
     with pytest.raises(AuthError):
         make_client(rerun).call("crm.deal.list", PAGE)
-    with pytest.raises(
-        AuthError, match="the refresh token was already used or expired .*authorize the app again"
-    ):
+    with pytest.raises(AuthError, match="the refresh token was already used or expired .*authorize the app again"):
         rerun.refresh(requests.Session(), 10.0)
 
     again = make_auth(chain, path, refresh_token=None, authorization_code=portal.authorization_code())

@@ -69,9 +69,7 @@ def snapshot(base: Path) -> tuple[object, ...]:
     return state_files(base / "p"), tables, loads
 
 
-def fails(
-    capsys: pytest.CaptureFixture[str], args: list[str], code: int, *needles: str, secret: str = TOKEN
-) -> str:
+def fails(capsys: pytest.CaptureFixture[str], args: list[str], code: int, *needles: str, secret: str = TOKEN) -> str:
     assert main(args) == code
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("bitrix24-sync: error: ")]

@@ -46,7 +46,8 @@ def test_run_then_backfill(
     monkeypatch.setenv("SOURCES__BITRIX24__WEBHOOK_URL", portal.webhook_url)
     assert main(cli(tmp_path, "run", "--resources", "deals,stages")) == 0
     out = capsys.readouterr()
-    assert "with 2 HTTP requests" in out.out and "deals " in out.out and portal.token not in out.out + out.err
+    # a first run: the smart-process types, then the discovery batch and the deals' continuation
+    assert "with 3 HTTP requests" in out.out and "deals " in out.out and portal.token not in out.out + out.err
     assert {"deals", "stages"} <= set(tables(tmp_path / "w.duckdb")) and "leads" not in tables(tmp_path / "w.duckdb")
     assert main(cli(tmp_path, "backfill", "--since", "2020-01-01", "--resources", "deals")) == 0
     assert "deals" in capsys.readouterr().out

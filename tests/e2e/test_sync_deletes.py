@@ -15,7 +15,7 @@ from pipelines.deletes import DeleteOptions
 from pipelines.destinations import DestinationError
 from pipelines.runner import make_pipeline, reconcile, sync
 from sources.bitrix24.api import Bitrix24Client, ConfigError, TransientError, WebhookAuth
-from tests.e2e.syncutil import SMALL_PORTAL, new_pipeline, query, run
+from tests.e2e.syncutil import SMALL_PORTAL, new_pipeline, portal_catalog, query, run
 
 
 def marked(pipeline: dlt.Pipeline, table: str) -> set[int]:
@@ -58,7 +58,8 @@ def test_reconcile_marks_unmarks_restored_and_removes_with_child_rows(
     portal.call("crm.item.payment.delete", {"id": payment["id"]})
 
     report = reconcile(pipeline, credentials=portal.webhook_url)
-    assert report.requests == 6  # five entities and the sale payments: < 2,500 IDs each, one request each
+    # every entity (smart processes included) and the sale payments: < 2,500 IDs each, one request each
+    assert report.requests == len(portal_catalog(portal).entities) + 1
     assert (marked(pipeline, "deals"), marked(pipeline, "leads"), marked(pipeline, "contacts")) == (
         {deal_id},
         {lead_id},

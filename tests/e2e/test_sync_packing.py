@@ -22,7 +22,14 @@ def test_changed_deals_and_leads_continue_in_one_shared_batch(tmp_path: Path) ->
         portal.reset_stats()
         report = run(pipeline, portal)
         assert report.row_counts["deals"] == CHANGED and report.row_counts["leads"] == CHANGED
-        # discovery + one continuation batch for deals, leads and the deal-owner scan + the changed deals'
-        # payment lists (one crm.item.payment.list per owner, 50 per batch)
-        assert report.requests == 1 + 1 + math.ceil(CHANGED / 50)
+        # discovery + one continuation batch for deals, leads, deal contacts and the payments' and product rows'
+        # deal-owner scans + the changed deals' payment lists (one crm.item.payment.list per owner, 50 per batch)
+        # + their product rows (one command per 50 deals, one batch; one more when a group has a second page)
+        groups = [list(range(start, min(start + 50, CHANGED + 1))) for start in range(1, CHANGED + 1, 50)]
+        rows = [
+            len(portal.call("crm.item.productrow.list", {"filter": {"=ownerType": "D", "=ownerId": g}})["productRows"])
+            for g in groups
+        ]
+        product_rows = 1 + (1 if max(rows) == 50 else 0)
+        assert report.requests == 1 + 1 + math.ceil(CHANGED / 50) + product_rows
         assert_warehouse_equals_portal(pipeline, portal)

@@ -28,9 +28,7 @@ ROWS = [{"ID": str(i), "TITLE": f"Row {i}"} for i in range(1, 121)]  # 120 rows:
 @method("test.row.list", scope="crm")
 def _row_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     """Legacy-list arithmetic over ROWS: `filter[>ID]`, `start` (-1 = no count), pages of 50."""
-    after = (
-        int((params.get("filter") or {}).get(">ID", 0) or 0) if isinstance(params.get("filter"), dict) else 0
-    )
+    after = int((params.get("filter") or {}).get(">ID", 0) or 0) if isinstance(params.get("filter"), dict) else 0
     matching = [row for row in ROWS if int(row["ID"]) > after]
     start = int(params.get("start", 0) or 0)
     if start < 0:

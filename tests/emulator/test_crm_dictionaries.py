@@ -141,9 +141,7 @@ def test_generated_data_is_varied(store: Store) -> None:
     years = {y for (y,) in conn.execute("SELECT DISTINCT strftime('%Y', DATE_CREATE, 'unixepoch') FROM deal")}
     assert len(years) >= 4
     assert conn.execute("SELECT COUNT(*) FROM deal WHERE DATE_MODIFY < DATE_CREATE").fetchone()[0] == 0
-    shared = conn.execute("SELECT MAX(c) FROM (SELECT COUNT(*) c FROM deal GROUP BY DATE_MODIFY)").fetchone()[
-        0
-    ]
+    shared = conn.execute("SELECT MAX(c) FROM (SELECT COUNT(*) c FROM deal GROUP BY DATE_MODIFY)").fetchone()[0]
     assert shared >= 3  # several records share one second
     names = " ".join(n for (n,) in conn.execute("SELECT NAME || ' ' || LAST_NAME FROM contact"))
     assert any("А" <= ch <= "я" for ch in names) and any(ch in "ğşıçöüäß" for ch in names.lower())
@@ -157,8 +155,9 @@ def test_generated_data_is_varied(store: Store) -> None:
 
 def test_russian_names_agree_in_gender(store: Store) -> None:
     """Петрова is a woman's surname, Петрович a man's patronymic: no "Алексей Петрова" in the generated CRM."""
-    rows = store.conn.execute('SELECT NAME, SECOND_NAME, LAST_NAME FROM "contact" UNION ALL '
-                              'SELECT NAME, SECOND_NAME, LAST_NAME FROM "lead"').fetchall()
+    rows = store.conn.execute(
+        'SELECT NAME, SECOND_NAME, LAST_NAME FROM "contact" UNION ALL SELECT NAME, SECOND_NAME, LAST_NAME FROM "lead"'
+    ).fetchall()
     russian = [r for r in rows if r[0] and "А" <= r[0][0] <= "я"]
     assert russian
     for first, second, last in russian:

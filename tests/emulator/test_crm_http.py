@@ -12,9 +12,7 @@ from bitrix24_emulator import Portal
 
 @pytest.fixture(scope="module")
 def portal() -> Iterator[Portal]:
-    with Portal(
-        seed=3, deals=120, leads=30, contacts=30, companies=10, invoices=10, users=5, limits=False
-    ) as p:
+    with Portal(seed=3, deals=120, leads=30, contacts=30, companies=10, invoices=10, users=5, limits=False) as p:
         yield p
 
 
@@ -24,8 +22,7 @@ def _post(portal: Portal, method: str, body: dict) -> requests.Response:
 
 def test_get_with_php_query_keyset_page(portal: Portal) -> None:
     r = requests.get(
-        portal.webhook_url + "crm.deal.list?filter[>ID]=100&select[]=ID&select[]=DATE_MODIFY"
-        "&order[ID]=ASC&start=-1",
+        portal.webhook_url + "crm.deal.list?filter[>ID]=100&select[]=ID&select[]=DATE_MODIFY&order[ID]=ASC&start=-1",
         timeout=30,
     )
     body = r.json()

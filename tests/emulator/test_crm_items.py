@@ -29,9 +29,7 @@ def test_deal_items_are_typed_and_camel_case(call: Caller) -> None:
     enums = [i["ufCrm_1699000008"] for i in page.result["items"] if i["ufCrm_1699000008"]]
     assert all(isinstance(x, int) for v in enums for x in v)
     assert all(
-        set(i["ufCrm_1699000014"]) == {"id", "url", "urlMachine"}
-        for i in page.result["items"]
-        if i["ufCrm_1699000014"]
+        set(i["ufCrm_1699000014"]) == {"id", "url", "urlMachine"} for i in page.result["items"] if i["ufCrm_1699000014"]
     )
 
 
@@ -60,9 +58,7 @@ def test_select_is_exactly_what_comes_back(call: Caller) -> None:
 
 
 def test_start_minus_one_has_no_total_and_no_next(call: Caller) -> None:
-    page = call(
-        "crm.item.list", {"entityTypeId": 2, "filter": {">id": 60}, "order": {"id": "ASC"}, "start": -1}
-    )
+    page = call("crm.item.list", {"entityTypeId": 2, "filter": {">id": 60}, "order": {"id": "ASC"}, "start": -1})
     assert len(page.result["items"]) == 50 and page.result["items"][0]["id"] == 61
     assert (page.total, page.next, page.cost.counted) == (None, None, 0)
 

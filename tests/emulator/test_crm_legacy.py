@@ -51,9 +51,7 @@ def test_user_field_values_per_type(call: Caller) -> None:
     assert all(DATE.match(v) for v in seen["UF_CRM_1699000005"])  # date
     assert all(DATETIME.match(v) for v in seen["UF_CRM_1699000006"])  # datetime
     assert all(re.fullmatch(r"\d+", v) for v in seen["UF_CRM_1699000007"])  # enumeration
-    assert all(
-        isinstance(v, list) and all(re.fullmatch(r"\d+", x) for x in v) for v in seen["UF_CRM_1699000008"]
-    )
+    assert all(isinstance(v, list) and all(re.fullmatch(r"\d+", x) for x in v) for v in seen["UF_CRM_1699000008"])
     assert all(re.fullmatch(r"[\d.]+\|(RUB|USD|EUR|TRY)", v) for v in seen["UF_CRM_1699000009"])  # money
     assert all(re.fullmatch(r"(C|CO)_\d+", v) for v in seen["UF_CRM_1699000012"])  # crm
     assert all(set(v) == {"id", "showUrl", "downloadUrl"} for v in seen["UF_CRM_1699000014"])  # file
@@ -147,9 +145,7 @@ def test_order_on_any_field_and_direction_case(call: Caller) -> None:
     ).result
     keys = [(r["DATE_MODIFY"], -int(r["ID"])) for r in rows]
     assert keys == sorted(keys, reverse=True)
-    titles = [
-        r["TITLE"] for r in call("crm.deal.list", {"select": ["TITLE"], "order": {"TITLE": "ASC"}}).result
-    ]
+    titles = [r["TITLE"] for r in call("crm.deal.list", {"select": ["TITLE"], "order": {"TITLE": "ASC"}}).result]
     assert titles == sorted(titles, key=str.lower) or titles == sorted(titles)
 
 
@@ -163,8 +159,7 @@ def test_order_by_stage_follows_the_pipeline(call: Caller) -> None:
         },
     ).result
     sorts = {
-        s["STATUS_ID"]: int(s["SORT"])
-        for s in call("crm.status.list", {"filter": {"ENTITY_ID": "DEAL_STAGE"}}).result
+        s["STATUS_ID"]: int(s["SORT"]) for s in call("crm.status.list", {"filter": {"ENTITY_ID": "DEAL_STAGE"}}).result
     }
     positions = [sorts[r["STAGE_ID"]] for r in rows]
     assert positions == sorted(positions) and len(set(positions)) > 1
@@ -265,9 +260,7 @@ def test_multifield_writes(fresh: Any) -> None:
         "crm.contact.update",
         {
             "id": rid,
-            "fields": {
-                "PHONE": [{"ID": phones[0]["ID"], "VALUE": ""}, {"ID": phones[1]["ID"], "DELETE": "Y"}]
-            },
+            "fields": {"PHONE": [{"ID": phones[0]["ID"], "VALUE": ""}, {"ID": phones[1]["ID"], "DELETE": "Y"}]},
         },
     )
     contact = call("crm.contact.get", {"id": rid}).result
@@ -276,9 +269,7 @@ def test_multifield_writes(fresh: Any) -> None:
 
 def test_fields_errors(call: Caller) -> None:
     assert api_error(call, "crm.deal.add", {"fields": "x"}).description == "Parameter 'fields' must be array."
-    assert (
-        api_error(call, "crm.deal.list", {"filter": "x"}).description == "Parameter 'filter' must be array."
-    )
+    assert api_error(call, "crm.deal.list", {"filter": "x"}).description == "Parameter 'filter' must be array."
     assert api_error(call, "crm.deal.list", {"order": "x"}).description == "Parameter 'order' must be array."
 
 

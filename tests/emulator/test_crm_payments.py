@@ -23,9 +23,7 @@ PAYMENT_KEYS = [
 
 
 def _owners(call: Caller, type_id: int) -> list[dict[str, Any]]:
-    return call("crm.orderentity.list", {"filter": {"ownerTypeId": type_id}, "start": -1}).result[
-        "orderEntity"
-    ]
+    return call("crm.orderentity.list", {"filter": {"ownerTypeId": type_id}, "start": -1}).result["orderEntity"]
 
 
 def test_deal_payments_shape(call: Caller) -> None:
@@ -51,9 +49,7 @@ def test_deal_payments_shape(call: Caller) -> None:
     ):
         got = call("crm.item.payment.list", {"entityTypeId": 2, "entityId": owner["ownerId"], "filter": flt})
         assert [p["id"] for p in got.result] == [first["id"]]
-    desc = call(
-        "crm.item.payment.list", {"entityTypeId": 2, "entityId": owner["ownerId"], "order": {"id": "DESC"}}
-    )
+    desc = call("crm.item.payment.list", {"entityTypeId": 2, "entityId": owner["ownerId"], "order": {"id": "DESC"}})
     assert [p["id"] for p in desc.result] == sorted((p["id"] for p in payments.result), reverse=True)
 
 
@@ -71,18 +67,14 @@ def test_payment_lifecycle_does_not_touch_the_deal(fresh: Any) -> None:
     store, call = fresh
     deal_before = call("crm.deal.get", {"id": 7}).result["DATE_MODIFY"]
     store.clock.advance(3600)
-    pid = call(
-        "crm.item.payment.add", {"entityTypeId": 2, "entityId": 7, "fields": {"paySystemId": 2}}
-    ).result
+    pid = call("crm.item.payment.add", {"entityTypeId": 2, "entityId": 7, "fields": {"paySystemId": 2}}).result
     assert isinstance(pid, int)
     created = call("crm.item.payment.get", {"id": pid}).result
     assert (created["paid"], created["paySystemId"], created["paySystemName"]) == ("N", 2, "Bank transfer")
     assert call("crm.item.payment.pay", {"id": pid}).result is True
     paid = call("crm.item.payment.get", {"id": pid}).result
     assert (paid["paid"], paid["datePaid"], paid["empPaidId"]) == ("Y", store.clock.isoformat(), 1)
-    assert call(
-        "crm.item.payment.update", {"id": pid, "fields": {"paid": "N", "sum": 5, "paySystemId": 3}}
-    ).result
+    assert call("crm.item.payment.update", {"id": pid, "fields": {"paid": "N", "sum": 5, "paySystemId": 3}}).result
     updated = call("crm.item.payment.get", {"id": pid}).result
     assert (updated["paid"], updated["paySystemId"], updated["sum"]) == ("N", 3, created["sum"])
     assert call("crm.item.payment.unpay", {"id": pid}).result is True

@@ -144,8 +144,6 @@ def test_limits_endpoint(server_factory) -> None:
     server = server_factory(burst=1)
     assert requests.get(server.webhook_url + "test.echo", timeout=10).status_code == 200
     assert requests.get(server.webhook_url + "test.echo", timeout=10).status_code == 503
-    state = requests.post(
-        f"{server.base_url}/_emulator/limits", json={"reset": True, "burst": 3}, timeout=10
-    ).json()
+    state = requests.post(f"{server.base_url}/_emulator/limits", json={"reset": True, "burst": 3}, timeout=10).json()
     assert state["burst"] == 3 and state["bucket_level"] == 0
     assert requests.get(server.webhook_url + "test.echo", timeout=10).status_code == 200

@@ -138,9 +138,7 @@ def _echo(server: Server, **kwargs: Any) -> Any:
 
 def test_get_form_multipart_and_json_decode_alike(server: Server) -> None:
     assert _echo(server, params=QUERY) == EXPECTED
-    assert (
-        _echo(server, data=QUERY, headers={"Content-Type": "application/x-www-form-urlencoded"}) == EXPECTED
-    )
+    assert _echo(server, data=QUERY, headers={"Content-Type": "application/x-www-form-urlencoded"}) == EXPECTED
     pairs = [
         ("filter[>ID]", "5"),
         ("filter[@STAGE_ID][]", "NEW"),
@@ -152,10 +150,7 @@ def test_get_form_multipart_and_json_decode_alike(server: Server) -> None:
     ]
     assert _echo(server, files={name: (None, value) for name, value in pairs[:1]}) == {"filter": {">ID": "5"}}
     multipart = requests.Request("POST", "http://x", files=[(n, (None, v)) for n, v in pairs]).prepare()
-    assert (
-        _echo(server, data=multipart.body, headers={"Content-Type": multipart.headers["Content-Type"]})
-        == EXPECTED
-    )
+    assert _echo(server, data=multipart.body, headers={"Content-Type": multipart.headers["Content-Type"]}) == EXPECTED
     as_json = {
         "filter": {">ID": "5", "@STAGE_ID": ["NEW", "WON"]},
         "select": ["ID", "TITLE"],

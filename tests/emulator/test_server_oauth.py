@@ -9,9 +9,7 @@ import requests
 from tests.emulator.conftest import Server
 
 
-def refresh(
-    server: Server, refresh_token: str, secret: str | None = None, verb: str = "GET"
-) -> requests.Response:
+def refresh(server: Server, refresh_token: str, secret: str | None = None, verb: str = "GET") -> requests.Response:
     params = {
         "grant_type": "refresh_token",
         "client_id": server.app.client_id,
@@ -87,15 +85,11 @@ def test_bad_client_and_bad_requests(server: Server) -> None:
         timeout=10,
     )
     assert (missing.status_code, missing.json()["error"]) == (400, "invalid_request")
-    assert (
-        refresh(server, grant.refresh_token).status_code == 200
-    )  # a refused attempt does not burn the token
+    assert refresh(server, grant.refresh_token).status_code == 200  # a refused attempt does not burn the token
 
 
 def test_authorization_code_grant(server: Server) -> None:
-    minted = requests.post(
-        f"{server.base_url}/_emulator/oauth/code", json={"scopes": ["crm"]}, timeout=10
-    ).json()
+    minted = requests.post(f"{server.base_url}/_emulator/oauth/code", json={"scopes": ["crm"]}, timeout=10).json()
     params = {
         "grant_type": "authorization_code",
         "client_id": server.app.client_id,
@@ -115,8 +109,6 @@ def test_authorization_code_grant(server: Server) -> None:
 
 def test_oauth_scope_description_names_the_access_token(server: Server) -> None:
     grant = server.auth.issue(server.app.client_id, 1, frozenset({"crm"}))
-    response = requests.get(
-        f"{server.base_url}/rest/test.user.only", params={"auth": grant.access_token}, timeout=10
-    )
+    response = requests.get(f"{server.base_url}/rest/test.user.only", params={"auth": grant.access_token}, timeout=10)
     assert response.status_code == 401
     assert response.json()["error_description"].endswith("provided by the access token")

@@ -126,9 +126,7 @@ def test_operator(
         "2025-02-28T22:00:00+01:00",
     ],
 )
-def test_datetime_filter_forms_mean_the_same_instant(
-    call: Caller, deals: list[dict[str, Any]], value: str
-) -> None:
+def test_datetime_filter_forms_mean_the_same_instant(call: Caller, deals: list[dict[str, Any]], value: str) -> None:
     cut = datetime(2025, 3, 1, tzinfo=ZoneInfo("Europe/Moscow")).timestamp()
     want = [r for r in deals if _ts(r["DATE_MODIFY"]) >= cut]
     assert want and _ids(_all(call, {">=DATE_MODIFY": value})) == _ids(want)

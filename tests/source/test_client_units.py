@@ -52,10 +52,7 @@ def test_php_query_flattens_nested_params_like_http_build_query() -> None:
 
 def test_php_query_scalars_follow_php() -> None:
     # PHP: true -> 1, false -> 0, null and [] vanish, "" stays as an empty value.
-    assert (
-        php_query({"a": True, "b": False, "c": None, "d": [], "e": {}, "f": "", "g": 1.5})
-        == "a=1&b=0&f=&g=1.5"
-    )
+    assert php_query({"a": True, "b": False, "c": None, "d": [], "e": {}, "f": "", "g": 1.5}) == "a=1&b=0&f=&g=1.5"
     assert php_query({"filter": {">=DATE_MODIFY": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)}}) == (
         "filter[%3E%3DDATE_MODIFY]=2024-01-02T03%3A04%3A05%2B00%3A00"
     )

@@ -193,9 +193,7 @@ def test_plain_http_allowed_on_request_or_for_loopback(tmp_path: Path) -> None:
 
 def test_without_credentials_or_store_the_first_call_says_how_to_authorize(tmp_path: Path) -> None:
     auth = make(tmp_path, refresh_token=None)
-    with pytest.raises(
-        ConfigError, match="does not exist yet; set refresh_token or authorization_code"
-    ) as caught:
+    with pytest.raises(ConfigError, match="does not exist yet; set refresh_token or authorization_code") as caught:
         auth.params()
     assert "https://portal.example/oauth/authorize/?client_id=local.app" in str(caught.value)
 
