@@ -36,6 +36,10 @@ class TimeFormat:
     def _datetime(self, ts: int) -> str:
         return datetime.fromtimestamp(ts, self.tz).isoformat()
 
+    def wall(self, ts: int, fmt: str) -> str:
+        """The portal's wall-clock time of an instant in `fmt`, with no offset (user.get's TIMESTAMP_X)."""
+        return datetime.fromtimestamp(ts, self.tz).strftime(fmt)
+
     def date(self, day: str) -> str:
         offset = datetime.fromtimestamp(self._now(), self.tz).utcoffset() or timedelta(0)
         return self._date_at(day, int(offset.total_seconds()))

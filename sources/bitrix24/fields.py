@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
@@ -191,11 +191,34 @@ def to_date(value: Any, offset_now: timedelta | None = None) -> date:
     return value.date()
 
 
-def to_datetime(value: Any) -> datetime:
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+_LOCAL_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
+
+
+def to_datetime(value: Any, offset_now: timedelta | None = None) -> datetime:
+    """An ISO datetime with its offset; user.get also sends the portal's wall clock without one
+    (`TIMESTAMP_X` "24.08.2023 13:19:39", `LAST_ACTIVITY_DATE` "2024-08-29 10:30:11": recorded real responses),
+    read at the portal's offset of this run (`offset_now`; without it such a value stays raw)."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = next((p for p in (_strptime(value, f) for f in _LOCAL_FORMATS) if p is not None), None)
+            if parsed is None:
+                raise
     if parsed.tzinfo is None:
-        raise ValueError("a datetime without an offset is ambiguous")
+        if offset_now is None:
+            raise ValueError("a datetime without an offset is ambiguous")
+        parsed = parsed.replace(tzinfo=timezone(offset_now))
     return parsed
+
+
+def _strptime(value: str, fmt: str) -> datetime | None:
+    try:
+        return datetime.strptime(value, fmt)
+    except ValueError:
+        return None
 
 
 def to_text(value: Any) -> str:
@@ -310,7 +333,11 @@ class FieldPlan:
         values that do not fit it go to `<code>__raw`, instead of a hint the destination cannot apply.
         `offset_now`: the portal's UTC offset at the time of the run's requests (how it renders dates)."""
         existing = existing or {}
-        self._converters = {**_CONVERTERS, "date": partial(to_date, offset_now=offset_now)}
+        self._converters = {
+            **_CONVERTERS,
+            "date": partial(to_date, offset_now=offset_now),
+            "datetime": partial(to_datetime, offset_now=offset_now),
+        }
         self.specs: dict[str, FieldSpec] = {}
         for code, m in meta.items():
             multiple = bool(m.get("isMultiple")) or m.get("type") == "crm_multifield"

@@ -76,6 +76,7 @@ def reference_lists(catalog: Catalog) -> dict[str, ReferenceList]:
                 "DATE_REGISTER": {"type": "datetime"},
                 "LAST_LOGIN": {"type": "datetime"},
                 "TIMESTAMP_X": {"type": "datetime"},
+                "LAST_ACTIVITY_DATE": {"type": "datetime"},
                 "PERSONAL_BIRTHDAY": {"type": "date"},
                 "IS_ONLINE": {"type": "char"},
                 "UF_DEPARTMENT": {"type": "integer", "isMultiple": True},

@@ -6,6 +6,7 @@ those, and a run with nothing changed costs one request."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -169,6 +170,22 @@ def assert_all_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
     assert stored_product_rows(pipeline) == portal_product_rows(portal)
     assert_types_equal(pipeline, portal)
     assert_currencies_equal(pipeline, portal)
+    assert_user_times_equal(pipeline, portal)
+
+
+def assert_user_times_equal(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    """user.get's wall-clock TIMESTAMP_X and LAST_ACTIVITY_DATE arrive as instants, none lost."""
+    zone = portal.clock.now().tzinfo
+    api = {
+        int(u["ID"]): tuple(
+            datetime.strptime(u[k], f).replace(tzinfo=zone) if u[k] else None
+            for k, f in (("TIMESTAMP_X", "%d.%m.%Y %H:%M:%S"), ("LAST_ACTIVITY_DATE", "%Y-%m-%d %H:%M:%S"))
+        )
+        for u in portal.call("user.get")
+    }
+    assert any(t[0] for t in api.values()) and any(t[1] for t in api.values())
+    stored = query(pipeline, "SELECT id, timestamp_x, last_activity_date FROM {}", "users")
+    assert {r["id"]: (r["timestamp_x"], r["last_activity_date"]) for r in stored} == api
 
 
 @pytest.fixture

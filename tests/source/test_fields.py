@@ -230,3 +230,25 @@ def test_only_unknown_user_fields_call_for_fresh_metadata() -> None:
     deals, invoices = CATALOG.entity("deals"), CATALOG.entity("invoices")
     assert deals.is_user_field("UF_CRM_1699000001") and not deals.is_user_field("ENTITY_TYPE_ID")
     assert invoices.is_user_field("ufCrmSmartInvoice_1699400001") and not invoices.is_user_field("entityTypeId")
+
+
+def test_user_get_wall_clock_times_are_read_at_the_portals_offset() -> None:
+    """user.get sends TIMESTAMP_X as "24.08.2023 13:19:39" and LAST_ACTIVITY_DATE as "2024-08-29 10:30:11" (no
+    offset, recorded from real portals): read at the run's portal offset; without one they stay raw."""
+    from datetime import datetime, timedelta, timezone
+
+    from sources.bitrix24.fields import CoercionReport, FieldPlan
+
+    meta = {"TIMESTAMP_X": {"type": "datetime"}, "LAST_ACTIVITY_DATE": {"type": "datetime"}}
+    row = {"TIMESTAMP_X": "24.08.2023 13:19:39", "LAST_ACTIVITY_DATE": "2024-08-29 10:30:11"}
+    msk = timezone(timedelta(hours=3))
+    report = CoercionReport()
+    typed = FieldPlan(meta, offset_now=timedelta(hours=3)).coerce_row(row, report)
+    assert typed == {
+        "TIMESTAMP_X": datetime(2023, 8, 24, 13, 19, 39, tzinfo=msk),
+        "LAST_ACTIVITY_DATE": datetime(2024, 8, 29, 10, 30, 11, tzinfo=msk),
+    }
+    assert not report.invalid
+    unknown = FieldPlan(meta).coerce_row(row, report := CoercionReport())
+    assert unknown["TIMESTAMP_X"] is None and unknown["TIMESTAMP_X__raw"] == "24.08.2023 13:19:39"
+    assert report.invalid["TIMESTAMP_X"] == 1
