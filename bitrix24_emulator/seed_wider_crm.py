@@ -12,7 +12,7 @@ import random
 import sqlite3
 from typing import Any
 
-from . import deal_contacts, smart_types
+from . import smart_types
 from .fieldmeta import default_settings
 from .seed_pools import RATE, SERVICES
 from .store import Store, UserField
@@ -260,15 +260,17 @@ def _quotes(store: Store, conn: sqlite3.Connection, rng: random.Random, end: int
 
 
 def _deal_contacts(conn: sqlite3.Connection, rng: random.Random) -> None:
+    """The deal's CONTACT_ID is its primary contact; a fifth of the deals have a companion or a relative too."""
     contacts = conn.execute("SELECT COUNT(*) FROM contact").fetchone()[0]
+    rows = []
     for deal_id, contact_id in conn.execute("SELECT ID, CONTACT_ID FROM deal WHERE CONTACT_ID IS NOT NULL").fetchall():
-        items = [(contact_id, 10, True)]
-        if contacts > 2 and rng.random() < 0.2:  # a companion or a relative on the same deal
+        rows.append((deal_id, contact_id, 10, "Y"))
+        if contacts > 2 and rng.random() < 0.2:
             for n in range(rng.randrange(1, 3)):
                 other = rng.randrange(1, contacts + 1)
-                if other not in (c for c, _s, _p in items):
-                    items.append((other, 20 + 10 * n, False))
-        deal_contacts.bind(conn, deal_id, items)
+                if other != contact_id:
+                    rows.append((deal_id, other, 20 + 10 * n, "N"))
+    conn.executemany("INSERT OR IGNORE INTO deal_contact VALUES (?,?,?,?)", rows)
 
 
 def _product_rows(conn: sqlite3.Connection, rng: random.Random, products: list[tuple[int, str]]) -> None:
@@ -312,7 +314,9 @@ def _stage_history(store: Store, conn: sqlite3.Connection, rng: random.Random) -
         for rid, category, stage, created, moved in conn.execute(
             f'SELECT ID, {category_sql}, {stage_col}, DATE_CREATE, COALESCE(MOVED_TIME, DATE_MODIFY) FROM "{kind.key}"'
         ).fetchall():
-            path = cache.setdefault(category, stages(conn, status_entity(kind, category or 0)))
+            if category not in cache:
+                cache[category] = stages(conn, status_entity(kind, category or 0))
+            path = cache[category]
             names = [s for s, _sem in path]
             if stage not in names:
                 continue
