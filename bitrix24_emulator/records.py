@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
-from . import deal_contacts
+from . import deal_contacts, workflow
 from .errors import ApiError
 from .fieldmeta import MULTIFIELD_TYPES
 from .filters import FilterColumn, FilterCompiler, FilterError
@@ -303,3 +303,51 @@ def _file_ids(value: Any, multiple: bool) -> Any:
     if not ids:
         return None
     return json.dumps(ids) if multiple else ids[0]
+
+
+# ---- the write path both dialects share
+# ---------------------------------------------------------------------------------------------------
+
+_STATE_COLUMNS = ("CATEGORY_ID", "STAGE_ID", "STATUS_ID")
+_NO_FLAGS = ("HAS_PHONE", "HAS_EMAIL", "HAS_IMOL", "IS_RECURRING", "IS_RETURN_CUSTOMER", "IS_REPEATED_APPROACH",
+             "EXPORT", "IS_MY_COMPANY")  # fmt: skip
+
+
+def current_state(table: EntityTable, rid: int) -> dict[str, Any] | None:
+    """A record's pipeline and stage before a write (None: no such record)."""
+    names = [c for c in _STATE_COLUMNS if c in table.columns]
+    row = table.get_row(rid, [table.columns[c] for c in names])
+    return None if row is None else dict(zip(names, row[1:], strict=True))
+
+
+def save(
+    table: EntityTable,
+    ctx: MethodContext,
+    values: dict[str, Any],
+    rid: int | None = None,
+    current: dict[str, Any] | None = None,
+) -> int:
+    """Insert (`rid` None, with a new record's defaults) or update a record: stamps the change, keeps the stage
+    in its pipeline and writes the stage history (`workflow`), keeps a deal's contact bindings."""
+    now = int(ctx.clock.now_seconds().timestamp())
+    conn = ctx.store.conn
+    if rid is None:
+        defaults: dict[str, Any] = {"OPENED": "Y", "ASSIGNED_BY_ID": ctx.user_id}
+        if "CURRENCY_ID" in table.columns:
+            defaults.update(CURRENCY_ID="RUB", OPPORTUNITY=0.0, IS_MANUAL_OPPORTUNITY="N")
+        defaults.update({name: "N" for name in _NO_FLAGS})
+        for name, value in defaults.items():
+            if name in table.columns and values.get(name) is None:
+                values[name] = value
+        values.update(DATE_CREATE=now, CREATED_BY_ID=ctx.user_id)
+    values.update(DATE_MODIFY=now, MODIFY_BY_ID=ctx.user_id)
+    event = workflow.apply(table.kind, conn, values, current, now, ctx.user_id)
+    if rid is None:
+        rid = table.insert(values)
+    else:
+        table.update(rid, values)
+    workflow.log(conn, table.kind, rid, event, now)
+    if table.kind.type_id == 2 and "CONTACT_ID" in values:
+        deal_contacts.bind(conn, rid, [(int(values["CONTACT_ID"] or 0), 10, True)])
+    ctx.cost.rows_scanned += 1
+    return rid

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import workflow
 from ..errors import ApiError, missing_parameter
 from ..records import (
     as_list,
     as_mapping,
+    current_state,
     format_item,
     item_column,
     item_filter,
     item_order,
     item_select,
+    save,
     stored_fields,
 )
 from ..store import EntityTable
@@ -127,52 +128,34 @@ def _upper_fields(table: EntityTable, fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _written(table: EntityTable, rid: int) -> dict[str, Any]:
+    cols = list(table.columns.values())
+    return format_item(table, cols, [table.get_row(rid, cols)], False)[0]  # type: ignore[list-item]
+
+
 @method("crm.item.add", "crm")
 def item_add(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
-    now = int(ctx.clock.now_seconds().timestamp())
     with ctx.store.lock:
         table = _table(ctx, params)
         fields = _upper_fields(table, as_mapping(params.get("fields"), "fields", legacy=False))
         values, _multi = stored_fields(table, ctx, fields, creating=True)
-        defaults: dict[str, Any] = {"OPENED": "Y", "ASSIGNED_BY_ID": ctx.user_id}
-        if "CURRENCY_ID" in table.columns:
-            defaults.update(CURRENCY_ID="RUB", OPPORTUNITY=0.0, IS_MANUAL_OPPORTUNITY="N")
-        for name, value in defaults.items():
-            if name in table.columns and values.get(name) is None:
-                values[name] = value
-        values.update(DATE_CREATE=now, DATE_MODIFY=now, CREATED_BY_ID=ctx.user_id, MODIFY_BY_ID=ctx.user_id)
-        event = workflow.apply(table.kind, ctx.store.conn, values, None, now, ctx.user_id)
-        rid = table.insert(values)
-        workflow.log(ctx.store.conn, table.kind, rid, event, now)
-        ctx.cost.rows_scanned += 1
-        cols = list(table.columns.values())
-        item = format_item(table, cols, [table.get_row(rid, cols)], False)[0]  # type: ignore[list-item]
-    return MethodResult({"item": item})
+        return MethodResult({"item": _written(table, save(table, ctx, values))})
 
 
 @method("crm.item.update", "crm")
 def item_update(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     rid = _item_id(params)
-    now = int(ctx.clock.now_seconds().timestamp())
     with ctx.store.lock:
         table = _table(ctx, params)
-        state_cols = [c for c in ("CATEGORY_ID", "STAGE_ID", "STATUS_ID") if c in table.columns]
-        row = table.get_row(rid, [table.columns[c] for c in state_cols])
-        if row is None:
+        current = current_state(table, rid)
+        if current is None:
             raise ApiError("NOT_FOUND", "Element not found")
-        current = dict(zip(state_cols, row[1:], strict=True))
         fields = _upper_fields(table, as_mapping(params.get("fields"), "fields", legacy=False))
         values, _multi = stored_fields(table, ctx, fields, creating=False)
-        if "categoryId" in as_mapping(params.get("fields"), "fields", legacy=False) and "CATEGORY_ID" in fields:
-            values["CATEGORY_ID"] = php_intval(fields["CATEGORY_ID"])  # crm.item.update may move pipelines
-        values.update(DATE_MODIFY=now, MODIFY_BY_ID=ctx.user_id)
-        event = workflow.apply(table.kind, ctx.store.conn, values, current, now, ctx.user_id)
-        table.update(rid, values)
-        workflow.log(ctx.store.conn, table.kind, rid, event, now)
-        ctx.cost.rows_scanned += 1
-        cols = list(table.columns.values())
-        item = format_item(table, cols, [table.get_row(rid, cols)], False)[0]  # type: ignore[list-item]
-    return MethodResult({"item": item})
+        if "CATEGORY_ID" in fields:  # crm.item.update may move a record to another pipeline
+            values["CATEGORY_ID"] = php_intval(fields["CATEGORY_ID"])
+        save(table, ctx, values, rid, current)
+        return MethodResult({"item": _written(table, rid)})
 
 
 @method("crm.item.delete", "crm")

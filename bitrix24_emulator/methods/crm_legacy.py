@@ -11,16 +11,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .. import deal_contacts, workflow
 from ..errors import ApiError
 from ..fieldmeta import ENTITIES, MULTIFIELD_TITLES, UF_NAME_RE, UF_STORAGE, default_settings
 from ..records import (
     as_list,
     as_mapping,
+    current_state,
     format_legacy,
     legacy_filter,
     legacy_order,
     legacy_select,
+    save,
     stored_fields,
     upper_keys,
 )
@@ -81,39 +82,13 @@ def get_record(key: str, ctx: MethodContext, params: dict[str, Any]) -> MethodRe
 
 
 def add_record(key: str, ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
-    p = upper_keys(params)
-    fields = as_mapping(p.get("FIELDS"), "fields")
-    now = int(ctx.clock.now_seconds().timestamp())
+    fields = as_mapping(upper_keys(params).get("FIELDS"), "fields")
     with ctx.store.lock:
         table = _table(ctx, key)
         values, multi = stored_fields(table, ctx, fields, creating=True)
-        defaults: dict[str, Any] = {"OPENED": "Y", "ASSIGNED_BY_ID": ctx.user_id}
-        if "CURRENCY_ID" in table.columns:
-            defaults.update(CURRENCY_ID="RUB", OPPORTUNITY=0.0, IS_MANUAL_OPPORTUNITY="N")
-        for name in (
-            "HAS_PHONE",
-            "HAS_EMAIL",
-            "HAS_IMOL",
-            "IS_RECURRING",
-            "IS_RETURN_CUSTOMER",
-            "IS_REPEATED_APPROACH",
-            "EXPORT",
-            "IS_MY_COMPANY",
-        ):
-            if name in table.columns:
-                defaults[name] = "N"
-        for name, value in defaults.items():
-            if values.get(name) is None:
-                values[name] = value
-        values.update(DATE_CREATE=now, DATE_MODIFY=now, CREATED_BY_ID=ctx.user_id, MODIFY_BY_ID=ctx.user_id)
-        event = workflow.apply(table.kind, ctx.store.conn, values, None, now, ctx.user_id)
-        rid = table.insert(values)
-        workflow.log(ctx.store.conn, table.kind, rid, event, now)
-        if key == "deal" and values.get("CONTACT_ID"):
-            deal_contacts.bind(ctx.store.conn, rid, [(int(values["CONTACT_ID"]), 10, True)])
+        rid = save(table, ctx, values)
         for type_id, changes in multi.items():
             table.write_multifields(rid, type_id, changes)
-        ctx.cost.rows_scanned += 1
     return MethodResult(rid)
 
 
@@ -121,25 +96,16 @@ def update_record(key: str, ctx: MethodContext, params: dict[str, Any]) -> Metho
     p = upper_keys(params)
     rid = _id(p)
     fields = as_mapping(p.get("FIELDS"), "fields")
-    now = int(ctx.clock.now_seconds().timestamp())
     with ctx.store.lock:
         table = _table(ctx, key)
-        state_cols = [c for c in ("CATEGORY_ID", "STAGE_ID", "STATUS_ID") if c in table.columns]
-        row = table.get_row(rid, [table.columns[c] for c in state_cols])
-        if row is None:
+        current = current_state(table, rid)
+        if current is None:
             raise ApiError("", "Not found")
-        current = dict(zip(state_cols, row[1:], strict=True))
         values, multi = stored_fields(table, ctx, fields, creating=False)
         values.pop("CATEGORY_ID", None)
-        values.update(DATE_MODIFY=now, MODIFY_BY_ID=ctx.user_id)
-        event = workflow.apply(table.kind, ctx.store.conn, values, current, now, ctx.user_id)
-        table.update(rid, values)
-        workflow.log(ctx.store.conn, table.kind, rid, event, now)
-        if key == "deal" and "CONTACT_ID" in values:
-            deal_contacts.bind(ctx.store.conn, rid, [(int(values["CONTACT_ID"] or 0), 10, True)])
+        save(table, ctx, values, rid, current)
         for type_id, changes in multi.items():
             table.write_multifields(rid, type_id, changes)
-        ctx.cost.rows_scanned += 1
     return MethodResult(True)
 
 
