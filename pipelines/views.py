@@ -578,10 +578,31 @@ def create_views(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
             for name, select in definitions.items():
                 client.execute_sql(f"DROP VIEW IF EXISTS {dataset.table(name)}")
                 client.execute_sql(f"CREATE VIEW {dataset.table(name)} AS\n{select}")
+            stored = column_comments(client, pipeline.destination.destination_name, dataset.name)
             for table, column, label in column_labels(dataset, catalog):
-                client.execute_sql(f"COMMENT ON COLUMN {dataset.table(table)}.{quote(column)} IS {literal(label)}")
+                if stored.get((table, column)) != label:  # a comment is a catalog write: only when it changed
+                    client.execute_sql(f"COMMENT ON COLUMN {dataset.table(table)}.{quote(column)} IS {literal(label)}")
     log.debug("created views %s", ", ".join(definitions))
     return list(definitions)
+
+
+_COMMENTS_SQL = {
+    "duckdb": "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = %s",
+    "postgres": (
+        "SELECT c.relname, a.attname, col_description(c.oid, a.attnum) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND a.attnum > 0 AND c.relkind = 'r'"
+    ),
+}
+
+
+def column_comments(client: Any, destination: str, schema: str) -> dict[tuple[str, str], str]:
+    """(table, column) -> the comment the destination holds now (empty where it cannot say)."""
+    sql = _COMMENTS_SQL.get(destination)
+    if sql is None:
+        return {}
+    with client.execute_query(sql.replace("%s", "?") if destination == "duckdb" else sql, schema) as cursor:
+        return {(t, c): comment for t, c, comment in cursor.fetchall() if comment}
 
 
 def refresh_views(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
