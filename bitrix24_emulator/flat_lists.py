@@ -7,7 +7,7 @@ as the CRM lists', so `>ID` keysets walk the primary key and `start=-1` skips th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError
@@ -23,18 +23,10 @@ class FlatList:
     columns: dict[str, tuple[str, str]]  # output name -> (SQL column, storage: int/real/text/yn/datetime)
     default_order: str = '"ID" ASC'
     strict: bool = True  # unknown filter/order keys: INVALID_ARG_VALUE (new controllers) or dropped (legacy)
-    case_insensitive: bool = False  # legacy lists match field names in any case
     error_code: Any = "INVALID_ARG_VALUE"
-    aliases: dict[str, str] = field(default_factory=dict)
 
     def column(self, name: str) -> tuple[str, str] | None:
-        key = self.aliases.get(name, name)
-        if key in self.columns:
-            return self.columns[key]
-        if self.case_insensitive:
-            upper = {k.upper(): v for k, v in self.columns.items()}
-            return upper.get(key.upper())
-        return None
+        return self.columns.get(name)
 
     def where(self, ctx: MethodContext, flt: dict[str, Any]) -> tuple[str, list[Any]]:
         def resolve(name: str) -> FilterColumn | None:

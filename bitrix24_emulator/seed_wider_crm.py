@@ -16,7 +16,7 @@ from . import smart_types
 from .fieldmeta import default_settings
 from .seed_pools import RATE, SERVICES
 from .store import Store, UserField
-from .workflow import CREATED, FINAL, INTERMEDIATE, semantic, stages, status_entity
+from .workflow import CREATED, FINAL, INTERMEDIATE, has_history, semantic, stages, status_entity
 
 BASE_CURRENCY = "RUB"
 # (code, name, format, units per quote): TRY is quoted per 10 lira, as on many portals
@@ -306,7 +306,7 @@ def _stage_history(store: Store, conn: sqlite3.Connection, rng: random.Random) -
     events: list[tuple[int, int, int, int, int | None, str, str]] = []
     for table in store.tables.values():
         kind = table.kind
-        if kind.type_id not in (1, 2, 31) and not kind.key.startswith("dynamic_"):
+        if not has_history(kind):
             continue
         stage_col = "STATUS_ID" if kind.type_id == 1 else "STAGE_ID"
         category_sql = "CATEGORY_ID" if "CATEGORY_ID" in table.columns else "NULL"

@@ -145,8 +145,13 @@ class Catalog:
     @classmethod
     def for_portal(cls, discovered: Iterable[EntitySpec] = ()) -> Catalog:
         """The static entities plus what the portal reported (a discovered entity never shadows a static one)."""
-        static = {e.resource for e in STATIC_ENTITIES}
-        return cls((*STATIC_ENTITIES, *(e for e in discovered if e.resource not in static)))
+        seen = {e.resource for e in STATIC_ENTITIES}
+        found = []
+        for spec in discovered:  # a static entity is never shadowed, and a discovered one is listed once
+            if spec.resource not in seen:
+                seen.add(spec.resource)
+                found.append(spec)
+        return cls((*STATIC_ENTITIES, *found))
 
     @property
     def entity_resources(self) -> tuple[str, ...]:

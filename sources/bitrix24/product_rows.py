@@ -110,10 +110,7 @@ class ProductRowReader(PlanPart):
         packed = continue_chains(self.client, heads)
         found: dict[int, list[dict[str, Any]]] = {}
         for key, (query, head) in heads.items():
-            pages: Iterator[Page] = (
-                iter([head]) if len(head) < 50 else chain_pages(self.client, query, head, packed.get(key), f"{key}x")
-            )
-            for page in pages:
+            for page in chain_pages(self.client, query, head, packed.get(key), f"{key}x"):
                 for row in ROW_PLAN.coerce(page, CoercionReport()):
                     # a key that is null in every row would be a column dlt cannot type: leave nulls out
                     found.setdefault(int(row["ownerId"]), []).append({k: v for k, v in row.items() if v is not None})

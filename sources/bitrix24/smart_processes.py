@@ -53,12 +53,11 @@ def _types_of(result: Any) -> list[dict[str, Any]] | None:
     return [t for t in types if isinstance(t, dict)] if isinstance(types, list) else None
 
 
-def fetch_types(client: Bitrix24Client) -> list[dict[str, Any]] | None:
+def fetch_types(client: Bitrix24Client, start: int | None = 0) -> list[dict[str, Any]] | None:
     """The portal's types now (a pipeline's first run): one request, more only past 50 types. None when the
     webhook itself is refused or the portal is busy: the run's discovery batch meets the same error and reports
     it where it belongs, and the types are asked again next time."""
     types: list[dict[str, Any]] = []
-    start: int | None = 0
     while start is not None:
         try:
             response = client.call(TYPES_METHOD, {**TYPES_PARAMS, "start": start})
@@ -91,8 +90,10 @@ class SmartProcessTypes(PlanPart):
         if failure is not None or types is None:
             log.warning("smart-process types not refreshed: %s", failure or "crm.type.list answered oddly")
             return
-        if plan.found.next.get(TYPES_KEY):
-            types = fetch_types(self.client)
+        more = fetch_types(self.client, plan.found.next[TYPES_KEY]) if plan.found.next.get(TYPES_KEY) else []
+        if more is None:  # the pages past 50 types could not be read: keep the whole cached list this time
+            return
+        types = [*types, *more]
         found = {int(t["entityTypeId"]) for t in types if t.get("entityTypeId")}
         for new in sorted(found - self.known):
             log.info("a new smart process (entityTypeId %s) is read from the next run on, as sp_%s", new, new)
