@@ -88,21 +88,25 @@ def _users(rng: random.Random, n: int) -> list[tuple[Any, ...]]:
         email = f"{rng.choice(TRANSLIT)}.{uid}@medtravel.example"
         dept = [1] if uid == 1 else sorted({rng.randint(1, 6) for _ in range(rng.randint(1, 2))})
         reg = PORTAL_START - 86400 * rng.randint(1, 400) if uid < 10 else PORTAL_START + (uid * 86400 * 30)
+        active = 0 if uid > 3 and rng.random() < 0.12 else 1
+        position = positions[0] if uid == 1 else rng.choice(positions[1:])
+        gender, mobile, city = rng.choice(["M", "F", ""]), rng.randint(9000000000, 9999999999), rng.choice(CITIES)[0]
+        last_login = PORTAL_END - rng.randint(0, 86400 * 60)
         rows.append(
             (
                 uid,
-                0 if uid > 3 and rng.random() < 0.12 else 1,
+                active,
                 first,
                 last,
                 None,
                 email,
-                positions[0] if uid == 1 else rng.choice(positions[1:]),
-                rng.choice(["M", "F", ""]),
-                f"+7{rng.randint(9000000000, 9999999999)}",
-                rng.choice(CITIES)[0],
+                position,
+                gender,
+                f"+7{mobile}",
+                city,
                 json.dumps(dept),
                 reg,
-                PORTAL_END - rng.randint(0, 86400 * 60),
+                last_login if uid < n or n == 1 else None,  # the newest user has not logged in yet
                 "Europe/Moscow" if lang == "ru" else "",
             )
         )

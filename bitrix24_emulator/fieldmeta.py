@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # How a Bitrix type is stored in SQLite: int, real, text, yn ("Y"/"N" text), datetime (unix int), date
@@ -51,6 +51,10 @@ class StdField:
     status_type: str | None = None
     settings: dict[str, Any] | None = None
     deprecated: bool = False
+    listed: bool = True  # False: rows carry the key but `fields` does not describe it (FACE_ID)
+    zero_when_empty: bool = False  # an empty link comes as "0" / 0, not null (COMPANY_ID of a deal)
+    item_type: str = ""  # the type crm.item.fields gives, where it differs (SOURCE_DESCRIPTION is `text`)
+    item_required: bool | None = None  # where crm.item.fields differs (`opened` is required there)
 
     @property
     def storage(self) -> str:
@@ -72,6 +76,15 @@ class StdField:
         out["title"] = self.title
         if self.settings:
             out["settings"] = self.settings
+        return out
+
+    def item_meta(self) -> dict[str, Any]:
+        """As crm.item.fields describes the field: its types are `boolean` where the legacy `fields` say
+        `char`, `text` for long strings (docs crm/universal/crm-item-fields.md, recorded responses)."""
+        out = self.meta()
+        out["type"] = self.item_type or ("boolean" if self.type == "char" else self.type)
+        if self.item_required is not None:
+            out["isRequired"] = self.item_required
         return out
 
 
@@ -103,7 +116,17 @@ def uf_camel(name: str) -> str:
     return f"ufCrm{prefix}_{rest[-1]}"
 
 
+# How crm.item.fields describes some standard fields differently from the legacy `fields` (docs
+# crm/universal/crm-item-fields.md): long strings are `text`, `opened` is required.
+_ITEM_VIEW: dict[str, dict[str, Any]] = {
+    "SOURCE_DESCRIPTION": {"item_type": "text"},
+    "COMMENTS": {"item_type": "text"},
+    "OPENED": {"item_required": True},
+}
+
+
 def _f(name: str, type_: str, title: str, **kw: Any) -> StdField:
+    kw = {**_ITEM_VIEW.get(name, {}), **kw}
     return StdField(name, type_, title, camel=kw.pop("camel", None) or camel(name), **kw)
 
 
@@ -121,7 +144,7 @@ _COMMON_TAIL = [*_OWNERS, *_DATES]
 # deals and leads: the mover sits between the owners and the dates (docs crm-deal-fields.md, crm-lead-fields.md)
 _MOVED_TAIL = [
     *_OWNERS,
-    _f("MOVED_BY_ID", "user", "MOVED_BY_ID", **_RO),
+    _f("MOVED_BY_ID", "user", "MOVED_BY_ID", zero_when_empty=True, **_RO),
     *_DATES,
     _f("MOVED_TIME", "datetime", "MOVED_TIME", **_RO),
 ]
@@ -129,6 +152,8 @@ _UTM = [_f(f"UTM_{p}", "string", f"UTM {p.lower()}") for p in ("SOURCE", "MEDIUM
 _ACTIVITY = [
     _f("LAST_ACTIVITY_TIME", "datetime", "Last activity", **_RO),
     _f("LAST_ACTIVITY_BY", "user", "Last activity by", **_RO),
+    # in the legacy rows of real portals, not in their `fields` (ru tutorial crm.deal.get; company has it listed)
+    _f("LAST_COMMUNICATION_TIME", "string", "Last Communication Date", listed=False, **_RO),
 ]
 _ORIGIN = [
     _f("ORIGINATOR_ID", "string", "External source"),
@@ -178,7 +203,7 @@ DEAL_FIELDS = [
     _f("OPPORTUNITY", "double", "Amount"),
     _f("IS_MANUAL_OPPORTUNITY", "char", "IS_MANUAL_OPPORTUNITY"),
     _f("TAX_VALUE", "double", "Tax Rate"),
-    _f("COMPANY_ID", "crm_company", "Company", settings={"parentEntityTypeId": 4}),
+    _f("COMPANY_ID", "crm_company", "Company", settings={"parentEntityTypeId": 4}, zero_when_empty=True),
     _f("CONTACT_ID", "crm_contact", "Contact", deprecated=True),
     _f("QUOTE_ID", "crm_quote", "Estimate", read_only=True, settings={"parentEntityTypeId": 7}),
     _f("BEGINDATE", "date", "Start Date"),
@@ -216,7 +241,7 @@ LEAD_FIELDS = [
     _f("COMMENTS", "string", "Comment"),
     *_HAS,
     *_MOVED_TAIL,
-    _f("COMPANY_ID", "crm_company", "Company", settings={"parentEntityTypeId": 4}),
+    _f("COMPANY_ID", "crm_company", "Company", settings={"parentEntityTypeId": 4}, zero_when_empty=True),
     _f("CONTACT_ID", "crm_contact", "Contact", deprecated=True),
     _f("IS_RETURN_CUSTOMER", "char", "Repeat lead", **_RO),
     _f("DATE_CLOSED", "datetime", "Completed on", **_RO),
@@ -227,7 +252,9 @@ LEAD_FIELDS = [
 
 CONTACT_FIELDS = [
     _ID,
-    *_PERSON[:4],
+    _PERSON[0],
+    # crm.contact.fields marks a contact's name fields required (docs crm-contact-fields.md)
+    *(replace(f, required=True) for f in _PERSON[1:4]),
     _f("PHOTO", "file", "Photo"),
     *_PERSON[4:],
     _f("TYPE_ID", "crm_status", "Contact type", status_type="CONTACT_TYPE"),
@@ -246,6 +273,7 @@ CONTACT_FIELDS = [
     _f("ORIGIN_VERSION", "string", "Original version"),
     *_UTM,
     *_ACTIVITY,
+    _f("FACE_ID", "integer", "Face ID", listed=False, **_RO),  # in real contact rows, null
 ]
 
 COMPANY_FIELDS = [
@@ -295,7 +323,7 @@ SMART_INVOICE_FIELDS = [
     _f("CURRENCY_ID", "crm_currency", "Currency"),
     _f("SOURCE_ID", "crm_status", "Source", status_type="SOURCE"),
     _f("SOURCE_DESCRIPTION", "string", "Source information"),
-    _f("PARENT_ID_2", "crm_deal", "Deal"),
+    _f("PARENT_ID_2", "crm_entity", "Deal"),
     _f("COMMENTS", "string", "Comment"),
     *_COMMON_TAIL,
     _f("MOVED_BY_ID", "user", "Moved by", **_RO),
@@ -341,14 +369,15 @@ SMART_PROCESS_FIELDS = [
     _f("OPENED", "char", "Available to everyone"),
     _f("COMPANY_ID", "crm_company", "Company"),
     _f("CONTACT_ID", "crm_contact", "Contact"),
+    _f("MYCOMPANY_ID", "crm_company", "Your company details"),
     _f("OPPORTUNITY", "double", "Amount"),
     _f("IS_MANUAL_OPPORTUNITY", "char", "Manual amount"),
     _f("TAX_VALUE", "double", "Tax"),
     _f("CURRENCY_ID", "crm_currency", "Currency"),
     _f("SOURCE_ID", "crm_status", "Source", status_type="SOURCE"),
     _f("SOURCE_DESCRIPTION", "string", "Source information"),
-    _f("PARENT_ID_2", "crm_deal", "Deal"),
-    _f("WEBFORM_ID", "integer", "Created by CRM form", **_RO),
+    _f("PARENT_ID_2", "crm_entity", "Deal"),
+    _f("WEBFORM_ID", "integer", "Created by CRM form", zero_when_empty=True),
     *_COMMON_TAIL,
     _f("MOVED_BY_ID", "user", "Moved by", **_RO),
     _f("MOVED_TIME", "datetime", "Moved on", **_RO),
@@ -373,6 +402,11 @@ class EntityKind:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+
+    @property
+    def observed(self) -> bool:
+        """Whether crm.item gives its records `observers` (every kind but contacts and companies)."""
+        return self.key not in ("contact", "company")
 
 
 ENTITIES: dict[str, EntityKind] = {

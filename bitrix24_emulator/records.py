@@ -182,13 +182,18 @@ def item_select(table: EntityTable, select: list[Any]) -> tuple[list[Column], bo
     """
     names = {str(s) for s in select} or {"*"}
     if "*" in names:
-        return list(table.columns.values()), bool(table.kind.multifields), None
+        listed = [c for c in table.columns.values() if c.std is None or c.std.listed]
+        return listed, bool(table.kind.multifields), None
     every_uf = "UF_*" in names
     if "contactIds" in names:
         names.add("contactId")
-    cols = [c for c in table.columns.values() if c.camel in names or c.name in names or (every_uf and c.uf is not None)]
+    cols = [
+        c
+        for c in table.columns.values()
+        if (c.std is None or c.std.listed) and (c.camel in names or c.name in names or (every_uf and c.uf is not None))
+    ]
     keep = {c.camel for c in cols if c.camel in names or c.name in names or c.uf is not None}
-    keep |= names & {"contactIds", "entityTypeId"}
+    keep |= names & {"contactIds", "observers", "entityTypeId"}
     if "contactId" not in select and "CONTACT_ID" not in select:
         keep.discard("contactId")
     return cols, False, keep
@@ -233,9 +238,10 @@ def format_item(
     rows = list(rows)
     fmts = [(c.camel, c.item) for c in cols]
     mf = table.multifields([r[0] for r in rows], list(MULTIFIELD_TYPES)) if with_fm else {}
+    with_contacts = "CONTACT_ID" in table.columns and (keep is None or "contactIds" in keep)
     bound = (
         deal_contacts.bindings(table.store.conn, [r[0] for r in rows])
-        if table.kind.key == "deal" and (keep is None or "contactIds" in keep)
+        if with_contacts and table.kind.key == "deal"
         else None
     )
     out = []
@@ -244,6 +250,10 @@ def format_item(
         rec = {name: fmt(v, rid) for (name, fmt), v in zip(fmts, row[1:], strict=True)}
         if bound is not None:
             rec["contactIds"] = [b["CONTACT_ID"] for b in bound.get(rid, [])]
+        elif with_contacts:  # one contact per record outside deals: the list holds the contactId link
+            rec["contactIds"] = [rec["contactId"]] if rec.get("contactId") else []
+        if table.kind.observed:
+            rec["observers"] = []  # the emulator keeps no observers
         if with_fm:
             rec["fm"] = [
                 {"id": mid, "valueType": vt, "value": val, "typeId": t}

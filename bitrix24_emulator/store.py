@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .methods import Cost
 
 PAGE = 50
+# crm.item sends 0 for an empty company or contact link (docs crm-item-get.md's example)
+_ITEM_ZERO_LINKS = ("crm_company", "crm_contact")
 _SQL_TYPE = {
     "int": "INTEGER",
     "real": "REAL",
@@ -206,8 +208,8 @@ class EntityTable:
                 False,
                 f,
                 None,
-                std_formatter(f.storage, tf, True),
-                std_formatter(f.storage, tf, False),
+                std_formatter(f.storage, tf, True, f.zero_when_empty),
+                std_formatter(f.storage, tf, False, f.zero_when_empty or f.type in _ITEM_ZERO_LINKS),
             )
         for uf in self.userfields:
             cols[uf.name] = Column(

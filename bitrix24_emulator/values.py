@@ -153,8 +153,12 @@ def verbatim_on_error(formatter: Formatter) -> Formatter:
     return lenient
 
 
-def std_formatter(storage: str, tf: TimeFormat, legacy: bool) -> Formatter:
-    """Formatter for a standard field."""
+def std_formatter(storage: str, tf: TimeFormat, legacy: bool, zero_when_empty: bool = False) -> Formatter:
+    """Formatter for a standard field. `zero_when_empty`: an empty link comes as "0" (legacy) or 0 (crm.item),
+    as real portals send a deal's missing company."""
+    if zero_when_empty:
+        zero: Any = "0" if legacy else 0
+        return lambda v, _id: zero if v is None else (str(v) if legacy else v)
     if storage == "datetime":
         empty = "" if legacy else None
         dt = tf.datetime

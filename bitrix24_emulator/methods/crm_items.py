@@ -84,20 +84,48 @@ def item_get(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     return MethodResult({"item": item})
 
 
+def _multiple(type_: str, title: str, upper: str) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "isRequired": False,
+        "isReadOnly": False,
+        "isImmutable": False,
+        "isMultiple": True,
+        "isDynamic": False,
+        "title": title,
+        "upperName": upper,
+    }
+
+
+# The multiple bindings crm.item.fields lists (docs crm-item-fields.md): `contactIds` comes in the rows,
+# `contacts` only when written; `observers` in the rows of every kind but contacts and companies.
+_MULTIPLE_BINDINGS = {
+    "contacts": {
+        "contactIds": _multiple("crm_contact", "CONTACT_IDS", "CONTACT_IDS"),
+        "contacts": _multiple("crm_contact", "CONTACTS", "CONTACTS"),
+    },
+    "observers": {"observers": _multiple("user", "Observers", "OBSERVERS")},
+}
+
+
 @method("crm.item.fields", "crm")
 def item_fields(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     with ctx.store.lock:
         table = _table(ctx, params)
         out: dict[str, Any] = {}
         for col in table.columns.values():
-            if col.std is not None:
-                meta = col.std.meta()
+            if col.std is not None and col.std.listed:
+                meta = col.std.item_meta()
             elif col.uf is not None:
                 meta = uf_meta(col.uf)
             else:
                 continue
             meta["upperName"] = col.name
             out[col.camel] = meta
+            if col.name == "CONTACT_ID":
+                out.update(_MULTIPLE_BINDINGS["contacts"])
+        if table.kind.observed:
+            out.update(_MULTIPLE_BINDINGS["observers"])
         if table.kind.multifields:
             out["fm"] = {
                 "type": "crm_multifield",

@@ -162,6 +162,8 @@ def fields_meta(table: EntityTable) -> dict[str, Any]:
     out: dict[str, Any] = {}
     bindings = _BINDINGS.get(table.kind.key, {})
     for f in table.kind.fields:
+        if not f.listed:
+            continue
         out[f.name] = f.meta()
         if f.name in bindings:
             name, type_, title = bindings[f.name]

@@ -236,9 +236,10 @@ def user_get(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
                 "SECOND_NAME": rec["SECOND_NAME"] or "",
                 "EMAIL": rec["EMAIL"],
                 "LAST_LOGIN": tf.datetime(rec["LAST_LOGIN"]) if rec["LAST_LOGIN"] else "",
-                # both in the portal's wall clock without an offset, each in its own format (real responses)
-                "TIMESTAMP_X": tf.wall(rec["DATE_REGISTER"], "%d.%m.%Y %H:%M:%S") if rec["DATE_REGISTER"] else "",
-                "LAST_ACTIVITY_DATE": tf.wall(rec["LAST_LOGIN"], "%Y-%m-%d %H:%M:%S") if rec["LAST_LOGIN"] else "",
+                # both in the portal's wall clock without an offset, each in its own format (real responses),
+                # and an empty PHP array when unset (docs user-get.md's example)
+                "TIMESTAMP_X": tf.wall(rec["DATE_REGISTER"], "%d.%m.%Y %H:%M:%S") if rec["DATE_REGISTER"] else {},
+                "LAST_ACTIVITY_DATE": tf.wall(rec["LAST_LOGIN"], "%Y-%m-%d %H:%M:%S") if rec["LAST_LOGIN"] else {},
                 "DATE_REGISTER": tf.datetime(rec["DATE_REGISTER"]) if rec["DATE_REGISTER"] else "",
                 "IS_ONLINE": "N",
                 "TIME_ZONE": rec["TIME_ZONE"] or "",

@@ -36,19 +36,22 @@ DECIMAL_PRECISION, DECIMAL_SCALE = 38, 9  # every decimal column: amounts up to 
 AMOUNT_SUFFIX = "_amount"
 CURRENCY_SUFFIX = "_currency"
 
-# Bitrix field type -> kind of value. Anything not listed is text.
+# Bitrix field type -> kind of value. Anything not listed is text. A link to a record or a user is an id
+# where 0 means none (real portals send a deal without a company as "0", crm.item as 0): NULL in the
+# warehouse, so `company_id IS NULL` finds them and joins do not meet a record 0. A pipeline id is a plain
+# int: 0 is the default pipeline.
 _KIND_BY_TYPE: dict[str, str] = {
     "integer": "int",
     "int": "int",
-    "user": "int",
-    "employee": "int",
-    "crm_company": "int",
-    "crm_contact": "int",
-    "crm_lead": "int",
-    "crm_quote": "int",
-    "crm_deal": "int",
+    "user": "link",
+    "employee": "link",
+    "crm_company": "link",
+    "crm_contact": "link",
+    "crm_lead": "link",
+    "crm_quote": "link",
+    "crm_deal": "link",
     "crm_category": "int",
-    "crm_entity": "int",
+    "crm_entity": "link",
     "iblock_element": "int",
     "iblock_section": "int",
     "double": "double",
@@ -59,7 +62,8 @@ _KIND_BY_TYPE: dict[str, str] = {
     "money": "money",
     "enumeration": "enum",
     "file": "json",
-    "diskfile": "json",
+    "diskfile": "json",  # crm.activity.fields' STORAGE_ELEMENT_IDS (docs crm/data-types.md)
+    "disk_file": "json",  # a user field of Drive files (USER_TYPE_ID disk_file)
     "crm_multifield": "multifield",
     "crm_activity_communication": "multifield",  # {ID, TYPE, VALUE, ENTITY_ID, ENTITY_TYPE_ID}: a child table
     "crm_enum_activitytype": "int",
@@ -71,6 +75,7 @@ _KIND_BY_TYPE: dict[str, str] = {
 }
 _COLUMN_TYPE: dict[str, dict[str, Any]] = {
     "int": {"data_type": "bigint"},
+    "link": {"data_type": "bigint"},
     "enum": {"data_type": "bigint"},
     "double": {"data_type": "double"},
     "decimal": {"data_type": "decimal", "precision": DECIMAL_PRECISION, "scale": DECIMAL_SCALE},
@@ -120,6 +125,11 @@ def to_int(value: Any) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     raise TypeError(f"not an integer: {type(value).__name__}")
+
+
+def to_link(value: Any) -> int | None:
+    """An id, with 0 (no link) as None."""
+    return to_int(value) or None
 
 
 def to_decimal(value: Any) -> Decimal:
@@ -250,6 +260,7 @@ def to_multifield(value: Any) -> dict[str, Any]:
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "int": to_int,
+    "link": to_link,
     "enum": to_int,
     "decimal": to_decimal,
     "double": to_double,
@@ -392,9 +403,10 @@ class FieldPlan:
                 try:
                     out[key] = convert(value)
                 except _BAD_VALUE:
-                    report.invalid[key] += 1
                     out[key] = None
-                    out[key + RAW_SUFFIX] = to_text(value)
+                    if value != {} and value != []:  # PHP's empty array is no value (user.get's TIMESTAMP_X)
+                        report.invalid[key] += 1
+                        out[key + RAW_SUFFIX] = to_text(value)
                 else:
                     if key in options and out[key] not in options[key]:
                         report.unknown_options[key] += 1
@@ -402,9 +414,10 @@ class FieldPlan:
 
     def _coerce_other(self, key: str, value: Any, out: dict[str, Any], report: CoercionReport) -> None:
         spec = self.specs.get(key)
-        if spec is None:
+        if spec is None:  # passed through as sent; an empty one is left out (a column of nulls has no type)
             report.unknown_keys.add(key)
-            out[key] = None if value == "" else value
+            if value is not None and value != "":
+                out[key] = value
             return
         try:
             if spec.multiple:
@@ -435,8 +448,8 @@ class FieldPlan:
             if spec.kind == "money":
                 raw, amount, currency = to_money(item)
                 typed.append({"value": raw, "amount": amount, "currency": currency})
-            else:
-                typed.append(convert(item))
+            elif (converted := convert(item)) is not None:  # a link 0 in a list is no link
+                typed.append(converted)
         return typed
 
 

@@ -27,22 +27,9 @@ CATALOG = Catalog.for_portal()
 
 SMALL_PORTAL = {"deals": 130, "leads": 70, "contacts": 60, "companies": 20, "users": 8, "limits": False}
 
-_INT_TYPES = {
-    "integer",
-    "int",
-    "user",
-    "employee",
-    "crm_company",
-    "crm_contact",
-    "crm_lead",
-    "crm_quote",
-    "crm_category",
-    "crm_deal",
-    "crm_entity",
-    "enumeration",
-    "iblock_element",
-    "iblock_section",
-}
+_INT_TYPES = {"integer", "int", "crm_category", "enumeration", "iblock_element", "iblock_section"}
+# links to a record or a user: 0 is no link
+_LINK_TYPES = {"user", "employee", "crm_company", "crm_contact", "crm_lead", "crm_quote", "crm_deal", "crm_entity"}
 _ENTRY_TYPES = ("crm_multifield", "crm_activity_communication")  # lists of entries: child tables
 _KIND = {"double": "num", "char": "bool", "boolean": "bool", "date": "date", "datetime": "ts", "file": "json"}
 
@@ -63,6 +50,8 @@ def run(pipeline: dlt.Pipeline, portal: Portal, **kwargs: Any) -> SyncReport:
 
 
 def kind(meta: dict[str, Any]) -> str:
+    if meta.get("type") in _LINK_TYPES:
+        return "link"
     return "int" if meta.get("type") in _INT_TYPES else _KIND.get(str(meta.get("type")), "text")
 
 
@@ -74,6 +63,8 @@ def canon(kind_: str, value: Any, offset_now: timedelta | None = None) -> Any:
         return None
     if kind_ == "int":
         return int(value)
+    if kind_ == "link":
+        return int(value) or None
     if kind_ == "num":
         return round(float(value), 6)
     if kind_ == "bool":

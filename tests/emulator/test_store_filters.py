@@ -22,6 +22,7 @@ FIELDS = [
     "OPPORTUNITY",
     "DATE_MODIFY",
     "COMPANY_ID",
+    "LEAD_ID",
     "BEGINDATE",
     "UF_CRM_1699000008",
     "UF_CRM_1699000002",
@@ -85,8 +86,8 @@ CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
     ),
     ("!%= not like, own wildcards", {"!%=TITLE": "%plant%"}, lambda r: "plant" not in r["TITLE"].lower()),
     ("% on crm_status is =", {"%STAGE_ID": "WON"}, lambda r: r["STAGE_ID"] == "WON"),
-    ("empty value = is null", {"COMPANY_ID": ""}, lambda r: r["COMPANY_ID"] is None),
-    ("! empty = not null", {"!COMPANY_ID": ""}, lambda r: r["COMPANY_ID"] is not None),
+    ("empty value = is null", {"LEAD_ID": ""}, lambda r: r["LEAD_ID"] is None),
+    ("! empty = not null", {"!LEAD_ID": ""}, lambda r: r["LEAD_ID"] is not None),
     ("multiple UF contains", {"UF_CRM_1699000008": 6}, lambda r: "6" in (r["UF_CRM_1699000008"] or [])),
     (
         "multiple UF not contains",

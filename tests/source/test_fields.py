@@ -184,9 +184,51 @@ def test_bad_values_are_nulled_kept_raw_and_counted_never_dropped() -> None:
 
 
 def test_unknown_keys_pass_through_and_are_reported() -> None:
-    row, report = coerce({"ID": "1", "UF_CRM_NEW": "", "UF_CRM_OTHER": "5"})
-    assert row["UF_CRM_NEW"] is None and row["UF_CRM_OTHER"] == "5"
-    assert report.unknown_keys == {"UF_CRM_NEW", "UF_CRM_OTHER"}
+    """An empty one is left out: real contact rows carry FACE_ID null, which no `fields` describes, and a
+    column that only ever held nulls would have no type."""
+    row, report = coerce({"ID": "1", "UF_CRM_NEW": "", "FACE_ID": None, "UF_CRM_OTHER": "5"})
+    assert row == {"ID": 1, "UF_CRM_OTHER": "5"}
+    assert report.unknown_keys == {"UF_CRM_NEW", "FACE_ID", "UF_CRM_OTHER"}
+
+
+def test_an_empty_link_is_null_and_a_default_pipeline_stays_zero() -> None:
+    """Real portals send a deal without a company as COMPANY_ID "0", crm.item as 0, and an empty contact list
+    as []; CATEGORY_ID "0" is the default pipeline, PROBABILITY "0" a number."""
+    meta = {
+        "COMPANY_ID": {"type": "crm_company"},
+        "MOVED_BY_ID": {"type": "user"},
+        "parentId2": {"type": "crm_entity"},
+        "CATEGORY_ID": {"type": "crm_category"},
+        "PROBABILITY": {"type": "integer"},
+        "contactIds": {"type": "crm_contact", "isMultiple": True},
+    }
+    plan = FieldPlan(meta)
+    row, report = coerce(
+        {"COMPANY_ID": "0", "MOVED_BY_ID": 0, "parentId2": "12", "CATEGORY_ID": "0", "PROBABILITY": "0",
+         "contactIds": [0, "7"]},
+        plan,
+    )  # fmt: skip
+    assert row == {
+        "COMPANY_ID": None, "MOVED_BY_ID": None, "parentId2": 12, "CATEGORY_ID": 0, "PROBABILITY": 0,
+        "contactIds": [7],
+    }  # fmt: skip
+    assert not report.invalid
+    assert plan.columns()["COMPANY_ID"]["data_type"] == "bigint"
+
+
+def test_an_empty_php_array_is_no_value() -> None:
+    """user.get's documented example sends TIMESTAMP_X and LAST_ACTIVITY_DATE as {} for a user without them."""
+    meta = {"TIMESTAMP_X": {"type": "datetime"}, "PERSONAL_BIRTHDAY": {"type": "date"}}
+    row, report = coerce({"TIMESTAMP_X": {}, "PERSONAL_BIRTHDAY": []}, FieldPlan(meta))
+    assert row == {"TIMESTAMP_X": None, "PERSONAL_BIRTHDAY": None} and not report.invalid
+
+
+def test_drive_files_are_json() -> None:
+    """A Drive file user field is `disk_file`; an activity's STORAGE_ELEMENT_IDS is `diskfile`."""
+    plan = FieldPlan({"UF_CRM_DOCS": {"type": "disk_file"}, "STORAGE_ELEMENT_IDS": {"type": "diskfile"}})
+    assert {c["data_type"] for c in plan.columns().values()} == {"json"}
+    row, _ = coerce({"UF_CRM_DOCS": [505], "STORAGE_ELEMENT_IDS": [12, 13]}, plan)
+    assert row == {"UF_CRM_DOCS": [505], "STORAGE_ELEMENT_IDS": [12, 13]}
 
 
 def test_column_hints_come_from_metadata_with_labels_as_descriptions() -> None:
