@@ -26,7 +26,18 @@ from dlt.destinations.exceptions import DatabaseException
 
 from pipelines.destinations import DestinationError, explain
 from pipelines.partition import PORTAL_COLUMN
-from sources.bitrix24 import DELETED_AT, PAYMENTS, Bitrix24Client, Catalog, ConfigError, PaymentCoverage, PortalScan
+from sources.bitrix24 import (
+    DEAL_CONTACTS,
+    DELETED_AT,
+    PAYMENTS,
+    PRODUCT_ROWS,
+    Bitrix24Client,
+    Catalog,
+    ConfigError,
+    EntitySpec,
+    PaymentCoverage,
+    PortalScan,
+)
 
 log = logging.getLogger("bitrix24_sync.reconcile")
 
@@ -58,6 +69,8 @@ class Change:
     gone: set[int]
     back: set[int]
     portal_rows: int | None = None  # None: a run's payment re-read, not a full reconcile
+    # rows of other tables that belong to a record: (table, SQL key its ids are matched on), removed with it
+    dependents: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -191,14 +204,11 @@ class Warehouse:
                                 f"WHERE {DELETED_AT} IS NULL AND {scope} AND id IN ({ids})"
                             )
                     else:
-                        children = _child_tables(change.table, columns)
+                        removed = [(change.table, "id"), *((t, key) for t, key in change.dependents if t in columns)]
                         for ids in _chunks(change.gone):
-                            for child in children:
-                                client.execute_sql(
-                                    f"DELETE FROM {client.make_qualified_table_name(child)} WHERE _dlt_root_id IN "
-                                    f"(SELECT _dlt_id FROM {name} WHERE {scope} AND id IN ({ids}))"
-                                )
-                            client.execute_sql(f"DELETE FROM {name} WHERE {scope} AND id IN ({ids})")
+                            for table, key in removed:
+                                where = f"{self._scope(table, columns)} AND {key} IN ({ids})"
+                                _remove(client, table, where, columns)
                     log.info(
                         "%s: %d rows gone from the portal %s, %d restored",
                         change.table,
@@ -223,6 +233,17 @@ class Warehouse:
                         )
 
 
+def _remove(client: Any, table: str, where: str, columns: dict[str, set[str]]) -> None:
+    """Rows of a root table and, first, their child-table rows (keyed to the root by `_dlt_root_id`)."""
+    name = client.make_qualified_table_name(table)
+    for child in _child_tables(table, columns):
+        client.execute_sql(
+            f"DELETE FROM {client.make_qualified_table_name(child)} WHERE _dlt_root_id IN "
+            f"(SELECT _dlt_id FROM {name} WHERE {where})"
+        )
+    client.execute_sql(f"DELETE FROM {name} WHERE {where}")
+
+
 def _child_tables(table: str, columns: dict[str, set[str]]) -> list[str]:
     """dlt's child tables of a root table: `<table>__<field>`, keyed to the root row by `_dlt_root_id`."""
     return sorted(t for t, names in columns.items() if t.startswith(f"{table}__") and "_dlt_root_id" in names)
@@ -236,6 +257,18 @@ def _chunks(ids: Iterable[int]) -> Iterable[str]:
     ordered = sorted(ids)
     for start in range(0, len(ordered), _CHUNK):
         yield ", ".join(str(int(i)) for i in ordered[start : start + _CHUNK])
+
+
+def dependents(spec: EntitySpec) -> tuple[tuple[str, str], ...]:
+    """The rows of other tables that belong to a record of this entity, which the portal deletes with it: its
+    product rows, a deal's contact links. `remove` deletes them with the record; with `mark` they stay and the
+    views leave out the rows of marked owners."""
+    out = []
+    if spec.product_owner_type:
+        out.append((PRODUCT_ROWS, f"owner_type_id = {spec.entity_type_id} AND owner_id"))
+    if spec.resource == "deals":
+        out.append((DEAL_CONTACTS, "deal_id"))
+    return tuple(out)
 
 
 def _change(table: str, stored: TableIds, on_portal: set[int], mode: DeleteMode) -> Change:
@@ -262,7 +295,10 @@ def reconcile_warehouse(
             on_portal = scan.payment_ids(ids.owners.values())
         else:
             on_portal = scan.entity_ids(catalog.entity(table))
-        changes.append(_change(table, ids, on_portal, mode))
+        change = _change(table, ids, on_portal, mode)
+        if table != PAYMENTS:
+            change.dependents = dependents(catalog.entity(table))
+        changes.append(change)
     warehouse.apply(changes, mode, report)
     report.requests = client.requests_made - before
     return report

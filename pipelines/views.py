@@ -33,6 +33,7 @@ from sources.bitrix24 import (
     CURRENCY_RATES,
     CURRENCY_SUFFIX,
     DEAL_CONTACTS,
+    DELETED_AT,
     PAYMENTS,
     PORTAL_INFO,
     PRODUCT_ROWS,
@@ -389,6 +390,16 @@ def _stage_entity(h: str) -> str:
     )
 
 
+def _history_labels(dataset: Dataset) -> list[str]:
+    """The names the dictionaries give a history row: its stage's name and sort, its pipeline's name."""
+    labels = []
+    if dataset.has("stages", "status_id", "entity_id", "name"):
+        labels += ["stage_name", "stage_sort"] if dataset.has("stages", "sort") else ["stage_name"]
+    if dataset.has("pipelines", "id", "entity_type_id", "name"):
+        labels.append("pipeline_name")
+    return labels
+
+
 def stage_history_view(dataset: Dataset) -> str:
     """Each stay of a record in a stage: entered, left (the next move of the same record; NULL while it is
     still there), its length in seconds (until now for the current stay), in UTC and in the portal's time."""
@@ -405,14 +416,15 @@ def stage_history_view(dataset: Dataset) -> str:
         "EXTRACT(EPOCH FROM (COALESCE(s.left_at, CURRENT_TIMESTAMP) - s.entered_at)) AS duration_seconds",
     ]
     joins = ""
-    if dataset.has("stages", "status_id", "entity_id", "name"):
+    labels = _history_labels(dataset)
+    if "stage_name" in labels:
         select.append("st.name AS stage_name")
-        if dataset.has("stages", "sort"):
+        if "stage_sort" in labels:
             select.append("st.sort AS stage_sort")
         on = f"st.status_id = s.stage_id AND st.entity_id = {_stage_entity('s')}"
         on += same_portal(dataset, (STAGE_HISTORY, "s"), ("stages", "st"))
         joins += f" LEFT JOIN {dataset.table('stages')} st ON {on}"
-    if dataset.has("pipelines", "id", "entity_type_id", "name"):
+    if "pipeline_name" in labels:
         select.append("p.name AS pipeline_name")
         joins += (
             f" LEFT JOIN {dataset.table('pipelines')} p ON p.entity_type_id = s.entity_type_id AND p.id = s.category_id"
@@ -425,21 +437,92 @@ def stage_history_view(dataset: Dataset) -> str:
     return f"SELECT {', '.join(select)} FROM ({stays}) s{joins}"
 
 
-def deal_contacts_view(dataset: Dataset) -> str:
-    """One row per contact of a deal (the loaded shape keeps each deal's list whole in a child table)."""
-    child = dataset.table(dataset.child_of(DEAL_CONTACTS, "contacts"))
-    portal = f"d.{quote(PORTAL_COLUMN)}, " if dataset.has(DEAL_CONTACTS, PORTAL_COLUMN) else ""
+def stage_funnel_view(dataset: Dataset) -> str:
+    """Per pipeline stage, from the stays: how many records entered it, how many are in it now, their average
+    finished stay in days and (with the stages dictionary) how many reached it: entered it or a later stage
+    that is not a failure, which is what a funnel chart draws."""
+    stays = stage_history_view(dataset)
+    key = [f"{quote(PORTAL_COLUMN)}"] if dataset.has(STAGE_HISTORY, PORTAL_COLUMN) else []
+    key += ["entity_type_id", "category_id", "stage_id"]
+    labels = _history_labels(dataset)
+    per_stage = (
+        f"SELECT {', '.join(key)}, "
+        + "".join(f"MAX({c}) AS {c}, " for c in (*labels, "stage_semantic_id"))
+        + "COUNT(DISTINCT owner_id) AS entered, "
+        "COUNT(DISTINCT CASE WHEN is_current THEN owner_id END) AS in_stage_now, "
+        "AVG(CASE WHEN NOT is_current THEN duration_seconds END) / 86400 AS avg_days "
+        f"FROM h GROUP BY {', '.join(key)}"
+    )
+    select = "f.*"
+    if "stage_sort" in labels:
+        same = " AND ".join(f"r.{c} IS NOT DISTINCT FROM f.{c}" for c in key[:-1])
+        select += (
+            ", CASE WHEN f.stage_semantic_id = 'F' THEN f.entered ELSE (SELECT COUNT(DISTINCT r.owner_id) FROM h r "
+            f"WHERE {same} AND r.stage_sort >= f.stage_sort AND r.stage_semantic_id <> 'F') END AS reached"
+        )
+    return f"WITH h AS ({stays}), f AS ({per_stage}) SELECT {select} FROM f"
+
+
+def deal_activities_view(dataset: Dataset) -> str:
+    """Per deal, its activities by kind (the touches a deal took): calls, e-mails, meetings, to-dos, how many
+    are done, the first and the last. Deals and activities marked deleted are left out."""
+    portal = dataset.has("deals", PORTAL_COLUMN) and dataset.has("activities", PORTAL_COLUMN)
+    by = f"{quote(PORTAL_COLUMN)}, owner_id" if portal else "owner_id"
+    counts = (
+        f"SELECT {by}, COUNT(*) AS activities, COUNT(CASE WHEN type_id = 2 THEN 1 END) AS calls, "
+        "COUNT(CASE WHEN type_id = 4 THEN 1 END) AS emails, COUNT(CASE WHEN type_id = 1 THEN 1 END) AS meetings, "
+        "COUNT(CASE WHEN provider_id = 'CRM_TODO' THEN 1 END) AS todos, COUNT(CASE WHEN completed THEN 1 END) AS done, "
+        "MIN(created) AS first_activity_at, MAX(created) AS last_activity_at "
+        f"FROM {dataset.table('activities')} WHERE owner_type_id = 2 AND {DELETED_AT} IS NULL GROUP BY {by}"
+    )
+    on = "a.owner_id = d.id" + same_portal(dataset, ("deals", "d"), ("activities", "a"))
+    select = [f"d.{quote(PORTAL_COLUMN)}"] if dataset.has("deals", PORTAL_COLUMN) else []
+    select += ["d.id AS deal_id"]
+    select += [f"COALESCE(a.{c}, 0) AS {c}" for c in ("activities", "calls", "emails", "meetings", "todos", "done")]
+    select += ["a.first_activity_at", "a.last_activity_at"]
     return (
-        f"SELECT {portal}d.deal_id, c.contact_id, c.sort, c.is_primary, d.read_at "
-        f"FROM {dataset.table(DEAL_CONTACTS)} d JOIN {child} c ON c._dlt_parent_id = d._dlt_id"
+        f"SELECT {', '.join(select)} FROM {dataset.table('deals')} d LEFT JOIN ({counts}) a ON {on} "
+        f"WHERE d.{DELETED_AT} IS NULL"
     )
 
 
-_PRODUCT_OWNERS = {2: "deals", 7: "quotes", 31: "invoices"}
+def product_revenue_view(dataset: Dataset, owners: dict[int, str]) -> str:
+    """Revenue of won deals per product and currency: how many deals, how much of it, for how much."""
+    portal = dataset.has(PRODUCT_ROWS, PORTAL_COLUMN)
+    by = [f"p.{quote(PORTAL_COLUMN)}"] if portal else []
+    by += ["p.product_id", "p.product_name", "p.currency"]
+    on = "p.owner_type_id = 2 AND d.id = p.owner_id"
+    if portal and dataset.has("deals", PORTAL_COLUMN):
+        on += f" AND d.{quote(PORTAL_COLUMN)} = p.{quote(PORTAL_COLUMN)}"
+    return (
+        f"SELECT {', '.join(by)}, COUNT(DISTINCT p.owner_id) AS deals, SUM(p.quantity) AS quantity, "
+        f"SUM(p.amount) AS revenue FROM ({product_rows_view(dataset, owners)}) p "
+        f"JOIN {dataset.table('deals')} d ON {on} "
+        f"WHERE d.stage_semantic_id = 'S' AND d.{DELETED_AT} IS NULL GROUP BY {', '.join(by)}"
+    )
 
 
-def product_rows_view(dataset: Dataset) -> str:
-    """One row per product row with its owner and the owner's currency: what was sold, where."""
+def deal_contacts_view(dataset: Dataset) -> str:
+    """One row per contact of a deal (the loaded shape keeps each deal's list whole in a child table), without
+    the links of deals marked deleted."""
+    child = dataset.table(dataset.child_of(DEAL_CONTACTS, "contacts"))
+    portal = f"d.{quote(PORTAL_COLUMN)}, " if dataset.has(DEAL_CONTACTS, PORTAL_COLUMN) else ""
+    live = ""
+    if dataset.has("deals", "id", DELETED_AT):
+        live = (
+            f" LEFT JOIN {dataset.table('deals')} o ON o.id = d.deal_id"
+            + same_portal(dataset, (DEAL_CONTACTS, "d"), ("deals", "o"))
+            + f" WHERE o.{DELETED_AT} IS NULL"
+        )
+    return (
+        f"SELECT {portal}d.deal_id, c.contact_id, c.sort, c.is_primary, d.read_at "
+        f"FROM {dataset.table(DEAL_CONTACTS)} d JOIN {child} c ON c._dlt_parent_id = d._dlt_id{live}"
+    )
+
+
+def product_rows_view(dataset: Dataset, owners: dict[int, str]) -> str:
+    """One row per product row with its owner and the owner's currency: what was sold, where. `owners`:
+    entityTypeId -> table of every entity with product rows; rows of an owner marked deleted are left out."""
     child = dataset.child_of(PRODUCT_ROWS, "items")
     wanted = (
         "id",
@@ -457,20 +540,24 @@ def product_rows_view(dataset: Dataset) -> str:
     select += [f"i.{quote(c)}" for c in wanted if c in dataset.columns[child]]
     if dataset.has(child, "price", "quantity"):
         select.append("i.price * i.quantity AS amount")
-    joins, currencies = "", []
-    for type_id, table in _PRODUCT_OWNERS.items():
-        if dataset.has(table, "id", "currency_id"):
+    joins, currencies, live = "", [], []
+    for type_id, table in sorted(owners.items()):
+        if dataset.has(table, "id"):
             alias = f"o{type_id}"
             joins += (
                 f" LEFT JOIN {dataset.table(table)} {alias} ON o.owner_type_id = {type_id} AND {alias}.id = o.owner_id"
                 + same_portal(dataset, (PRODUCT_ROWS, "o"), (table, alias))
             )
-            currencies.append(f"{alias}.currency_id")
+            if dataset.has(table, "currency_id"):
+                currencies.append(f"{alias}.currency_id")
+            if dataset.has(table, DELETED_AT):
+                live.append(f"{alias}.{DELETED_AT} IS NULL")
     if currencies:
         select.append(f"COALESCE({', '.join(currencies)}) AS currency")
+    where = f" WHERE {' AND '.join(live)}" if live else ""
     return (
         f"SELECT {', '.join(select)} FROM {dataset.table(PRODUCT_ROWS)} o "
-        f"JOIN {dataset.table(child)} i ON i._dlt_parent_id = o._dlt_id{joins}"
+        f"JOIN {dataset.table(child)} i ON i._dlt_parent_id = o._dlt_id{joins}{where}"
     )
 
 
@@ -516,8 +603,15 @@ def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
             views[VIEW_PREFIX + PAYMENTS] = in_base_currency(dataset, views[VIEW_PREFIX + PAYMENTS], "sum", "currency")
     if dataset.has(STAGE_HISTORY, "entity_type_id", "owner_id", "created_time"):
         views[VIEW_PREFIX + STAGE_HISTORY] = stage_history_view(dataset)
+        views[VIEW_PREFIX + "stage_funnel"] = stage_funnel_view(dataset)
+    activity_columns = ("owner_type_id", "owner_id", "type_id", "provider_id", "completed", "created", DELETED_AT)
+    if dataset.has("deals", "id", DELETED_AT) and dataset.has("activities", *activity_columns):
+        views[VIEW_PREFIX + "deal_activities"] = deal_activities_view(dataset)
     if dataset.has(PRODUCT_ROWS, "owner_id") and dataset.child_of(PRODUCT_ROWS, "items") in dataset.columns:
-        views[VIEW_PREFIX + PRODUCT_ROWS] = product_rows_view(dataset)
+        owners = {e.entity_type_id: e.resource for e in catalog.product_owners}
+        views[VIEW_PREFIX + PRODUCT_ROWS] = product_rows_view(dataset, owners)
+        if dataset.has("deals", "id", "stage_semantic_id", "currency_id", DELETED_AT):
+            views[VIEW_PREFIX + "product_revenue"] = product_revenue_view(dataset, owners)
     if dataset.has(DEAL_CONTACTS, "deal_id") and dataset.child_of(DEAL_CONTACTS, "contacts") in dataset.columns:
         views[VIEW_PREFIX + DEAL_CONTACTS] = deal_contacts_view(dataset)
     return views

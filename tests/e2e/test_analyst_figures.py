@@ -242,14 +242,56 @@ def test_revenue_of_won_deals_by_treatment(loaded: tuple[Portal, dlt.Pipeline, P
 
 
 def test_touches_per_deal(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    """Activities per deal and of which kind (TYPE_ID 2 call, 4 e-mail), counted from crm.activity.list."""
     portal, _, path = loaded
-    touches = Counter(
-        int(a["OWNER_ID"])
-        for a in api_rows(
-            portal, "crm.activity.list", {"filter": {"OWNER_TYPE_ID": 2}, "select": ["ID", "OWNER_ID"]}, None, "ID"
-        )
-    )
+    select = ["ID", "OWNER_ID", "TYPE_ID"]
+    activities = api_rows(portal, "crm.activity.list", {"filter": {"OWNER_TYPE_ID": 2}, "select": select}, None, "ID")
+    touches = Counter(int(a["OWNER_ID"]) for a in activities)
+    calls = Counter(int(a["OWNER_ID"]) for a in activities if a["TYPE_ID"] == "2")
+    emails = Counter(int(a["OWNER_ID"]) for a in activities if a["TYPE_ID"] == "4")
     deals = [int(d["ID"]) for d in portal_list(portal, CATALOG.entity("deals"), ["ID"])]
-    got = dict(rows(path, readme_query("touches per deal")))
-    assert got == {d: touches.get(d, 0) for d in deals}
-    assert max(got.values()) >= 3
+    got = {d: (t, c, e) for d, t, c, e in rows(path, readme_query("touches per deal"))}
+    assert got == {d: (touches[d], calls[d], emails[d]) for d in deals}
+    assert max(t for t, _c, _e in got.values()) >= 3 and sum(calls.values()) and sum(emails.values())
+
+
+def deal_funnel(portal: Portal) -> dict[tuple[str, str], tuple[int, int]]:
+    """(pipeline, stage) -> (deals that reached it, deals in it now), from the API: a deal reached a stage when
+    its history has that stage or a later one (by the stage's sort) that is not a failure; a failure stage
+    is reached only by entering it."""
+    pipelines = {c["id"]: c["name"] for c in portal.call("crm.category.list", {"entityTypeId": 2})["categories"]}
+    stages = {}
+    for s in portal.call("crm.status.list"):
+        if s["ENTITY_ID"].startswith("DEAL_STAGE"):
+            category = int(s.get("CATEGORY_ID") or 0)
+            stages[(category, s["STATUS_ID"])] = (s["NAME"], int(s["SORT"]), s["SEMANTICS"] == "F")
+    entered: dict[int, set[tuple[int, str]]] = defaultdict(set)
+    for row in api_rows(portal, "crm.stagehistory.list", {"entityTypeId": 2}, "items", "ID"):
+        entered[row["OWNER_ID"]].add((row["CATEGORY_ID"], row["STAGE_ID"]))
+    current = Counter(
+        (int(d["CATEGORY_ID"]), d["STAGE_ID"])
+        for d in portal_list(portal, CATALOG.entity("deals"), ["ID", "CATEGORY_ID", "STAGE_ID"])
+    )
+
+    def reached(path: set[tuple[int, str]], category: int, stage: str) -> bool:
+        _name, sort, failure = stages[(category, stage)]
+        if failure:
+            return (category, stage) in path
+        return any(c == category and stages[(c, s)][1] >= sort and not stages[(c, s)][2] for c, s in path)
+
+    return {
+        (pipelines[category], name): (
+            sum(1 for path in entered.values() if reached(path, category, stage)),
+            current[(category, stage)],
+        )
+        for (category, stage), (name, _sort, _failure) in stages.items()
+        if any((category, stage) in path for path in entered.values())
+    }
+
+
+def test_the_deal_funnel_from_the_history(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    expected = deal_funnel(portal)
+    got = {(p, s): (r, n) for p, s, r, n in rows(path, readme_query("the deal funnel"))}
+    assert got == expected
+    assert any(r > n for r, n in expected.values())  # deals went on past a stage

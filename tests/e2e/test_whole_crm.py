@@ -379,3 +379,38 @@ def test_calls_need_the_telephony_scope_and_arrive_by_id(
     portal.reset_stats()
     sync(other, credentials=telephony, resources="calls")
     assert portal.stats()["requests"] == 1
+
+
+def test_a_deleted_deal_takes_its_product_rows_and_contacts_along(tmp_path: Any, crm_portal: Portal) -> None:
+    """The portal deletes a deal's product rows and contact links with it. A reconcile that marks the deal
+    leaves them out of the views; one that removes it removes them too (child rows included)."""
+    from pipelines.runner import reconcile
+    from tests.e2e.syncutil import new_pipeline
+
+    portal, pipeline = crm_portal, new_pipeline(tmp_path, "duckdb")
+    run(pipeline, portal)
+    contacts = stored_deal_contacts(pipeline)
+    with_rows = {o for (t, o), rows in portal_product_rows(portal).items() if t == 2 and rows}
+    deal = min(d for d in with_rows if sum(1 for c in contacts if c[0] == d) >= 2)
+    portal.call("crm.deal.delete", {"id": deal})
+
+    def in_views() -> tuple[bool, bool, bool]:
+        rows_of = f"SELECT 1 FROM {{}} WHERE owner_type_id = 2 AND owner_id = {deal}"
+        of_deal = f"SELECT 1 FROM {{}} WHERE deal_id = {deal}"
+        return (
+            bool(query(pipeline, rows_of, "v_product_rows")),
+            bool(query(pipeline, of_deal, "v_deal_contacts")),
+            bool(query(pipeline, of_deal, "v_deal_activities")),
+        )
+
+    assert in_views() == (True, True, True)
+    reconcile(pipeline, credentials=portal.webhook_url, resources="deals")
+    assert in_views() == (False, False, False)
+    assert stored_deal_contacts(pipeline) == portal_deal_contacts(portal)
+    assert query(pipeline, f"SELECT 1 FROM {{}} WHERE owner_type_id = 2 AND owner_id = {deal}", "product_rows")
+    reconcile(pipeline, credentials=portal.webhook_url, resources="deals", mode="remove")
+    assert stored_product_rows(pipeline) == portal_product_rows(portal)
+    assert not query(pipeline, f"SELECT 1 FROM {{}} WHERE deal_id = {deal}", "deal_contacts")
+    for child, root in (("product_rows__items", "product_rows"), ("deal_contacts__contacts", "deal_contacts")):
+        orphans = "SELECT 1 FROM {} c WHERE c._dlt_root_id NOT IN (SELECT _dlt_id FROM {})"
+        assert not query(pipeline, orphans, child, root), child
