@@ -49,7 +49,8 @@ SMART_PROCESSES: tuple[tuple[int, str, str, tuple[str, ...], tuple[tuple[str, st
         (("NIGHTS", "integer", "Nights in clinic"), ("TRANSFER", "boolean", "Airport transfer")),
     ),
 )
-IBLOCK_ID = 14
+PRODUCT_IBLOCK_ID = 14  # the CRM's product catalog; its offers (SKUs) are another catalog, empty here
+OFFERS_IBLOCK_ID = 15
 CALL_PHONES = ("+7 900 123-45-67", "+90 532 765 43 21", "+49 151 2345 6789", "+971 50 123 4567")
 
 
@@ -97,7 +98,7 @@ def _quote_statuses(conn: sqlite3.Connection) -> None:
 
 
 def _products(conn: sqlite3.Connection, now: int) -> list[tuple[int, str]]:
-    rows = [(i + 1, IBLOCK_ID, name, 1000.0 + 500 * i, "USD", "Y", now) for i, name in enumerate(SERVICES)]
+    rows = [(i + 1, PRODUCT_IBLOCK_ID, name, 1000.0 + 500 * i, "USD", "Y", now) for i, name in enumerate(SERVICES)]
     conn.executemany("INSERT INTO product VALUES (?,?,?,?,?,?,?)", rows)
     return [(r[0], r[2]) for r in rows]
 

@@ -1,6 +1,11 @@
 """Product rows and the product catalog: crm.item.productrow.list / set (docs
-crm/universal/product-rows/crm-item-productrow-*.md) and catalog.product.list (scope `catalog`, docs
-catalog/product/catalog-product-list.md).
+crm/universal/product-rows/crm-item-productrow-*.md), catalog.catalog.list, catalog.product.list and
+catalog.product.update (scope `catalog`, docs catalog/catalog/catalog-catalog-list.md,
+catalog/product/catalog-product-*.md).
+
+The portal has the CRM's product catalog (an information block) and its catalog of offers (SKUs, whose
+`productIblockId` names the product catalog); `catalog.product.list` needs `filter.iblockId`, `select` names
+what comes back and must hold `id` and `iblockId`. A product's `timestampX` is its change time.
 
 Rows have no timestamps. `=ownerType` (D, L, Q, SI, T<hex>) and `=ownerId` (a number or an array) are required
 filters; rows come under `result.productRows`, 50 a page. `set` replaces every row of an owner and, as far as
@@ -14,6 +19,7 @@ from typing import Any
 from ..errors import ApiError, missing_parameter
 from ..flat_lists import FlatList
 from ..records import as_list, as_mapping
+from ..seed_wider_crm import OFFERS_IBLOCK_ID, PRODUCT_IBLOCK_ID
 from ..values import php_floatval, php_intval
 from . import MethodContext, MethodResult, method
 
@@ -106,13 +112,53 @@ def product_row_set(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     return MethodResult({"productRows": [_row(r) for r in rows]})
 
 
+CATALOGS = (
+    {"iblockId": PRODUCT_IBLOCK_ID, "iblockTypeId": "CRM_PRODUCT_CATALOG", "id": PRODUCT_IBLOCK_ID, "lid": "s1",
+     "name": "CRM product catalog", "productIblockId": None, "skuPropertyId": None, "subscription": "N", "vatId": None},
+    {"iblockId": OFFERS_IBLOCK_ID, "iblockTypeId": "CRM_PRODUCT_CATALOG", "id": OFFERS_IBLOCK_ID, "lid": "s1",
+     "name": "CRM product catalog (offers)", "productIblockId": PRODUCT_IBLOCK_ID, "skuPropertyId": 97,
+     "subscription": "N", "vatId": None},
+)  # fmt: skip
+
+
+@method("catalog.catalog.list", "catalog")
+def catalog_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    """Both catalogs, one page (`select` narrows the keys)."""
+    select = [str(s) for s in as_list(params.get("select"))]
+    catalogs = [{k: v for k, v in c.items() if not select or k in select} for c in CATALOGS]
+    ctx.cost.rows_returned += len(catalogs)
+    return MethodResult({"catalogs": catalogs}, total=len(catalogs))
+
+
 @method("catalog.product.list", "catalog")
 def product_list(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
     flt = as_mapping(params.get("filter"), "filter", legacy=False)
     if flt.get("iblockId") in (None, ""):
         raise ApiError(200040300010, "Required filter field iblockId is missing")
+    select = [str(s) for s in as_list(params.get("select"))]
+    if not {"id", "iblockId"} <= set(select):
+        raise ApiError(200040300010, "Required select fields: id, iblockId")
     start = php_intval(params.get("start", 0)) if not isinstance(params.get("start"), list | dict) else 0
     with ctx.store.lock:
         rows, total, nxt = PRODUCTS.page(ctx, flt, as_mapping(params.get("order"), "order", legacy=False), start)
-        items = [PRODUCTS.typed(r, ctx.store.tf) for r in rows]
+        items = [{k: v for k, v in PRODUCTS.typed(r, ctx.store.tf).items() if k in select} for r in rows]
     return MethodResult({"products": items}, total=total, next=nxt)
+
+
+@method("catalog.product.update", "catalog")
+def product_update(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    """`name`, `active`, `purchasingPrice`, `purchasingCurrency`; sets `timestampX` to now."""
+    pid = php_intval(params.get("id"))
+    fields = as_mapping(params.get("fields"), "fields", legacy=False)
+    writable = {"name": "NAME", "active": "ACTIVE", "purchasingPrice": "PRICE", "purchasingCurrency": "CURRENCY"}
+    values = {writable[k]: v for k, v in fields.items() if k in writable}
+    with ctx.store.lock:
+        conn = ctx.store.conn
+        if conn.execute("SELECT 1 FROM product WHERE ID = ?", (pid,)).fetchone() is None:
+            raise ApiError(200040300040, "Product is not exists")
+        values["TIMESTAMP_X"] = int(ctx.clock.time())
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        conn.execute(f"UPDATE product SET {assignments} WHERE ID = ?", (*values.values(), pid))
+        rows, _total, _next = PRODUCTS.page(ctx, {"id": pid}, {}, -1)
+        product = PRODUCTS.typed(rows[0], ctx.store.tf)
+    return MethodResult({"product": product})

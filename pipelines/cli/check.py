@@ -8,9 +8,10 @@ rows takes ceil(R/2500) + 1 requests; payments take 2 x ceil(P/2500) through the
 their owners) or ceil(D/2500) + ceil(D/50) without it (D = deals and invoices: per-owner payment lists); one
 more request is the run's discovery batch. Stage history takes ceil(H/2500) per entity type, product rows
 2 x ceil(O/2500) for O owners (their id scan, then 50 owners a call), deal contacts ceil(D/2500), calls
-ceil(C/2500) with the telephony scope; currencies and smart-process types ride in the discovery batch. A smart
-process the pipeline has not met yet costs one more request here (its counts). The portal lets 50 requests
-through at once, then 2 per second.
+ceil(C/2500) with the telephony scope, products ceil(P/2500) per catalog with the catalog scope; currencies and
+smart-process types ride in the discovery batch. A smart process the pipeline has not met yet costs one more
+request here (its counts), and so do the product catalogs' counts. The portal lets 50 requests through at once,
+then 2 per second.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sources.bitrix24 import (
     DEAL_CONTACTS,
     PAYMENTS,
     PRODUCT_ROWS,
+    PRODUCTS,
     STAGE_HISTORY,
     Bitrix24Client,
     Catalog,
@@ -44,6 +46,7 @@ REQUIRED_SCOPES = ("crm", "user")  # entities and reference lists; users
 OPTIONAL_SCOPES = {
     "sale": "payments are then read per owner (crm.item.payment.list), which takes more requests",
     "telephony": "calls are not read",
+    "catalog": "products are not read",
 }
 SALE_KEY = "payments"
 
@@ -70,6 +73,7 @@ class Inventory:
     payments: int | None = None  # via sale.payment.list; None without the sale scope
     history: dict[int, int] = field(default_factory=dict)  # entityTypeId -> stage history rows
     calls: int | None = None  # None without the telephony scope
+    products: dict[int, int] | None = None  # catalog iblockId -> products; None without the catalog scope
     owners: tuple[str, ...] = ()  # resources that own payments
     product_owners: tuple[str, ...] = ()
 
@@ -93,6 +97,12 @@ class Inventory:
         else:
             lines.append((CALLS, f"{self.calls:,}", math.ceil(self.calls / ROWS_PER_REQUEST),
                           f"ceil({self.calls}/{ROWS_PER_REQUEST})"))  # fmt: skip
+        if self.products is None:
+            lines.append((PRODUCTS, "-", 0, "not read: no catalog scope"))
+        else:
+            count = sum(self.products.values())
+            lines.append((PRODUCTS, f"{count:,}", sum(math.ceil(n / ROWS_PER_REQUEST) for n in self.products.values()),
+                          f"ceil(rows/{ROWS_PER_REQUEST}) per catalog ({len(self.products)})"))  # fmt: skip
         return lines
 
     def payment_requests(self) -> tuple[int, str]:
@@ -137,7 +147,25 @@ def _counts(catalog: Catalog, specs: Any) -> dict[str, tuple[str, dict[str, Any]
     return commands
 
 
-def inventory(client: Bitrix24Client, catalog: Catalog, with_sale: bool, with_telephony: bool = False) -> Inventory:
+def product_counts(client: Bitrix24Client, catalogs: Any) -> dict[int, int]:
+    """Products per catalog (one request: a counted first page per catalog)."""
+    iblocks = sorted({int(c["iblockId"]) for c in catalogs.get("catalogs", [])}) if isinstance(catalogs, dict) else []
+    if not iblocks:
+        return {}
+    params = {"select": ["id", "iblockId"], "start": 0}
+    counted = client.batch(
+        {f"products_{i}": ("catalog.product.list", {**params, "filter": {"iblockId": i}}) for i in iblocks}
+    )
+    return {i: counted.total.get(f"products_{i}", 0) for i in iblocks if f"products_{i}" not in counted.errors}
+
+
+def inventory(
+    client: Bitrix24Client,
+    catalog: Catalog,
+    with_sale: bool,
+    with_telephony: bool = False,
+    with_catalog: bool = False,
+) -> Inventory:
     """One batch: per entity, the row count and the field metadata (and its stage history's); with the sale
     scope, the payment count; the portal's smart-process types. One more for types the catalog lacks."""
     commands = _counts(catalog, catalog.entities)
@@ -146,6 +174,8 @@ def inventory(client: Bitrix24Client, catalog: Catalog, with_sale: bool, with_te
         commands[SALE_KEY] = ("sale.payment.list", {"select": ["id"], "start": 0})
     if with_telephony:
         commands[CALLS] = ("voximplant.statistic.get", {"FILTER": {">ID": 0}})
+    if with_catalog:
+        commands[PRODUCTS] = ("catalog.catalog.list", {"select": ["iblockId"]})
     response = client.batch(commands)
     types = response.result.get("types") if "types" not in response.errors else None
     if isinstance(types, dict) and isinstance(types.get("types"), list):
@@ -167,6 +197,8 @@ def inventory(client: Bitrix24Client, catalog: Catalog, with_sale: bool, with_te
             found.history[spec.entity_type_id] = response.total[key]
     if with_telephony and CALLS not in response.errors:
         found.calls = response.total.get(CALLS, 0)
+    if with_catalog and PRODUCTS not in response.errors:
+        found.products = product_counts(client, response.result.get(PRODUCTS))
     for spec in catalog.entities:
         if spec.resource in response.errors:
             error = client.subcall_error(spec.list_method, response.errors[spec.resource])
@@ -246,7 +278,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_destination(pipeline)
         print(f"{'destination':<12} {pipeline.destination.destination_name} dataset {pipeline.dataset_name}: ok")
-    found = inventory(client, pipeline_catalog(pipeline), with_sale="sale" in have, with_telephony="telephony" in have)
+    found = inventory(
+        client,
+        pipeline_catalog(pipeline),
+        with_sale="sale" in have,
+        with_telephony="telephony" in have,
+        with_catalog="catalog" in have,
+    )
     print("\nwhat the portal has (row counts from list totals: one request, a COUNT per entity on the portal):")
     for line in estimate_lines(found, client.bucket.rate, client.bucket.burst + 1):
         print(line)

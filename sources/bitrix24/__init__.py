@@ -48,6 +48,7 @@ from .catalog import (
     PAYMENTS,
     PORTAL_INFO,
     PRODUCT_ROWS,
+    PRODUCTS,
     REFERENCE_LISTS,
     SMART_PROCESSES,
     STAGE_HISTORY,
@@ -67,6 +68,7 @@ from .portal_ids import PortalScan
 from .product_rows import COLUMNS as PRODUCT_ROW_COLUMNS
 from .product_rows import PRIMARY_KEY as PRODUCT_ROW_KEY
 from .product_rows import ProductRowReader
+from .products import PRODUCT_PLAN, ProductReader
 from .reference import ReferenceReader, fields_rows, reference_due, reference_lists
 from .smart_processes import TYPES_PLAN, SmartProcessTypes, fetch_types, smart_process_specs
 from .stage_history import HISTORY_PLAN, StageHistoryReader
@@ -87,6 +89,7 @@ __all__ = [
     "PAYMENTS",
     "PORTAL_INFO",
     "PRODUCT_ROWS",
+    "PRODUCTS",
     "PlanError",
     "REFERENCE_LISTS",
     "SMART_PROCESSES",
@@ -234,6 +237,10 @@ def bitrix24(
         calls = CallReader(asked_for=bool(resources) and CALLS in catalog.select(resources))
         parts.append(calls)
         wanted.append((calls.pages, CALLS, _MERGE, CALL_PLAN.columns(), "ID"))
+    if PRODUCTS in selected:
+        catalog_products = ProductReader(asked_for=bool(resources) and PRODUCTS in catalog.select(resources))
+        parts.append(catalog_products)
+        wanted.append((catalog_products.pages, PRODUCTS, _MERGE, PRODUCT_PLAN.columns(), "id"))
     if SMART_PROCESSES in selected:
         wanted.append((types.pages, SMART_PROCESSES, "replace", TYPES_PLAN.columns(), None))
     if CURRENCIES in selected or CURRENCY_RATES in selected:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .api import TransientError
+from .api import ScopeError, TransientError
 from .catalog import CALLS
 from .fields import CoercionReport, FieldPlan
 from .paging import Commands, ListQuery
@@ -64,7 +64,12 @@ class CallReader(PlanPart):
         failure = plan.failure(CALLS, METHOD)
         if failure is not None and not isinstance(failure, TransientError):
             level = logging.WARNING if self.asked_for else logging.INFO
-            log.log(level, "calls are not read: %s (the webhook needs the telephony scope)", failure)
+            why = (
+                "the webhook has no telephony scope (add it on the portal)"
+                if isinstance(failure, ScopeError)
+                else failure
+            )
+            log.log(level, "calls are not read: %s", why)
             self._skipped = True
 
     def pages(self, plan: RunPlan) -> Iterator[list[dict[str, Any]]]:

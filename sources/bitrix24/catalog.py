@@ -125,6 +125,7 @@ def smart_process_spec(entity_type_id: int, flags: dict[str, Any]) -> EntitySpec
 PAYMENTS = "payments"
 STAGE_HISTORY = "stage_history"  # append-only log of stage moves, read forward by ID
 CALLS = "calls"  # telephony call records, read forward by ID (scope telephony)
+PRODUCTS = "products"  # catalog products, changed ones forward by ID per catalog (scope catalog)
 PRODUCT_ROWS = "product_rows"  # one row per owner, its rows in product_rows__items (replaced whole)
 DEAL_CONTACTS = "deal_contacts"  # one row per deal, its contacts in deal_contacts__contacts (replaced whole)
 SMART_PROCESSES = "smart_processes"  # the portal's smart-process types (crm.type.list), every run
@@ -167,6 +168,7 @@ class Catalog:
             PRODUCT_ROWS,
             DEAL_CONTACTS,
             CALLS,
+            PRODUCTS,
             SMART_PROCESSES,
             CURRENCIES,
             CURRENCY_RATES,

@@ -26,7 +26,7 @@ from typing import Any
 
 import dlt
 
-from .catalog import PAYMENTS, SMART_PROCESSES, Catalog
+from .catalog import PAYMENTS, PRODUCTS, SMART_PROCESSES, Catalog
 
 SOURCE_NAME = "bitrix24"
 
@@ -107,6 +107,13 @@ class SourceState:
     def store_smart_process_types(self, types: list[dict[str, Any]], fetched_at: str) -> None:
         state = self._resource(SMART_PROCESSES)
         state["types"], state["fetched_at"] = types, fetched_at
+
+    def product_catalogs(self) -> list[int] | None:
+        """The information blocks catalog.catalog.list reported last (None: never asked)."""
+        return self._resource(PRODUCTS).get("catalogs")
+
+    def store_product_catalogs(self, iblock_ids: list[int]) -> None:
+        self._resource(PRODUCTS)["catalogs"] = list(iblock_ids)
 
     # ------------------------------------------------------------------ logs and owner-bound lists
 

@@ -130,7 +130,9 @@ def test_check_reports_the_portal_and_the_cost_of_a_full_sync(
     out = capsys.readouterr().out
     # scope, the inventory batch, and one more for the smart processes this new pipeline has not met
     assert portal.stats()["requests"] == 3 and "check used 3 HTTP requests" in out
-    assert re.search(r"^scopes +crm, sale, user; no telephony: calls are not read$", out, re.M)
+    notes = "; no telephony: calls are not read; no catalog: products are not read"
+    assert re.search(rf"^scopes +crm, sale, user{re.escape(notes)}$", out, re.M)
+    assert re.search(r"^products +- +0  not read: no catalog scope$", out, re.M)
     types = portal.call("crm.type.list")["types"]
     for t in types:
         rows = count_keyset(portal, "crm.item.list", {"entityTypeId": t["entityTypeId"], "select": ["id"]}, "id")

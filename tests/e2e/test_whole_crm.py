@@ -5,6 +5,7 @@ those, and a run with nothing changed costs one request."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -414,3 +415,80 @@ def test_a_deleted_deal_takes_its_product_rows_and_contacts_along(tmp_path: Any,
     for child, root in (("product_rows__items", "product_rows"), ("deal_contacts__contacts", "deal_contacts")):
         orphans = "SELECT 1 FROM {} c WHERE c._dlt_root_id NOT IN (SELECT _dlt_id FROM {})"
         assert not query(pipeline, orphans, child, root), child
+
+
+def hook_call(hook: str, method: str, params: dict[str, Any] | None = None) -> Any:
+    """A call through a webhook of its own (the emulator's admin calls carry the default scopes only)."""
+    return requests.post(hook + method, json=params or {}, timeout=30).json()["result"]
+
+
+def portal_products(hook: str) -> dict[int, tuple]:
+    """Every product of every catalog through a webhook with the catalog scope, by ID keyset."""
+    out = {}
+    for catalog in hook_call(hook, "catalog.catalog.list")["catalogs"]:
+        after = 0
+        while True:
+            page = hook_call(
+                hook,
+                "catalog.product.list",
+                {
+                    "select": ["id", "iblockId", "name", "active", "purchasingPrice", "timestampX"],
+                    "filter": {"iblockId": catalog["iblockId"], ">id": after},
+                    "order": {"id": "asc"},
+                },
+            )["products"]
+            for p in page:
+                out[p["id"]] = (p["iblockId"], p["name"], p["active"] == "Y", canon("num", p["purchasingPrice"]),
+                                canon("ts", p["timestampX"]))  # fmt: skip
+            if len(page) < 50:
+                break
+            after = page[-1]["id"]
+    return out
+
+
+def stored_products(pipeline: dlt.Pipeline) -> dict[int, tuple]:
+    rows = query(pipeline, "SELECT id, iblock_id, name, active, purchasing_price, timestamp_x FROM {}", "products")
+    return {
+        r["id"]: (r["iblock_id"], r["name"], r["active"], canon("num", r["purchasing_price"]),
+                  canon("ts", r["timestamp_x"]))
+        for r in rows
+    }  # fmt: skip
+
+
+def test_catalog_products_need_the_catalog_scope_and_changed_ones_arrive(
+    tmp_path: Any,
+    crm_portal: Portal,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every catalog's products (catalog.catalog.list, then catalog.product.list per catalog); a product changed
+    on the portal arrives with the next run, which still costs one request; without the scope, one line."""
+    from pipelines.cli import main
+    from pipelines.runner import sync
+    from tests.e2e.syncutil import new_pipeline
+
+    portal = crm_portal
+    pipeline = new_pipeline(tmp_path, "duckdb")
+    with caplog.at_level("WARNING"):
+        sync_report = run(pipeline, portal, resources="products")  # the default webhook has no catalog scope
+    assert "products are not read" in caplog.text and "catalog scope" in caplog.text
+    assert not sync_report.row_counts.get("products")
+
+    hook = portal.add_webhook(scopes=("crm", "user", "sale", "catalog"))
+    sync(pipeline, credentials=hook)
+    assert stored_products(pipeline) == portal_products(hook) and len(portal_products(hook)) > 5
+    edit = {"name": "IVF program (2 cycles)", "purchasingPrice": 2600}
+    hook_call(hook, "catalog.product.update", {"id": 3, "fields": edit})
+    portal.reset_stats()
+    sync(pipeline, credentials=hook)
+    assert portal.stats()["requests"] == 1  # the changed product rode in the discovery batch
+    assert stored_products(pipeline) == portal_products(hook)
+    assert stored_products(pipeline)[3][1] == "IVF program (2 cycles)"
+
+    monkeypatch.setenv("SOURCES__BITRIX24__WEBHOOK_URL", hook)
+    where = ["--duckdb-path", str(tmp_path / "warehouse.duckdb"), "--pipelines-dir", str(tmp_path / "pipelines")]
+    capsys.readouterr()
+    assert main(["check", *where]) == 0
+    products = len(portal_products(hook))
+    assert re.search(rf"^products +{products} +1  ceil\(rows/2500\) per catalog \(2\)$", capsys.readouterr().out, re.M)

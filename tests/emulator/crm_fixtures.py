@@ -23,6 +23,7 @@ from bitrix24_emulator.methods import (  # noqa: F401  (register)
     crm_legacy,
     dictionaries,
     payments,
+    products,
 )
 from bitrix24_emulator.store import Store
 

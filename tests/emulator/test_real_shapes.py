@@ -4,7 +4,9 @@ type names and multiple bindings, user.get's empty PHP arrays."""
 
 from __future__ import annotations
 
-from .crm_fixtures import Caller
+from bitrix24_emulator.store import Store
+
+from .crm_fixtures import Caller, api_error
 
 pytest_plugins = ["tests.emulator.crm_fixtures"]
 
@@ -65,3 +67,21 @@ def test_user_get_sends_an_empty_array_for_a_time_it_does_not_have(call: Caller)
     never = [u for u in users if u["LAST_LOGIN"] == ""]
     assert never and all(u["LAST_ACTIVITY_DATE"] == {} for u in never)
     assert all(isinstance(u["LAST_ACTIVITY_DATE"], str) for u in users if u["LAST_LOGIN"])
+
+
+def test_catalog_products_need_their_catalog_and_a_select_with_their_keys(fresh: tuple[Store, Caller]) -> None:
+    """docs catalog-product-list.md: `filter.iblockId` and `select` with `id` and `iblockId` are required;
+    catalog.catalog.list names the product catalog and its offers' catalog (productIblockId)."""
+    _store, call = fresh
+    catalogs = call("catalog.catalog.list").result["catalogs"]
+    products, offers = sorted(catalogs, key=lambda c: c["iblockId"])
+    assert offers["productIblockId"] == products["iblockId"] and products["productIblockId"] is None
+    assert "iblockId" in api_error(call, "catalog.product.list", {"select": ["id", "iblockId"]}).description
+    assert api_error(call, "catalog.product.list", {"filter": {"iblockId": products["iblockId"]}})
+    select = ["id", "iblockId", "name", "timestampX"]
+    page = call("catalog.product.list", {"filter": {"iblockId": products["iblockId"]}, "select": select})
+    assert page.total and set(page.result["products"][0]) == set(select)
+    before = {p["id"]: p for p in page.result["products"]}[2]
+    updated = call("catalog.product.update", {"id": 2, "fields": {"name": "Dental implants (all-on-4)"}}).result
+    assert updated["product"]["name"] == "Dental implants (all-on-4)"
+    assert updated["product"]["timestampX"] != before["timestampX"]  # the change time is the clock's now
