@@ -400,9 +400,26 @@ def _history_labels(dataset: Dataset) -> list[str]:
     return labels
 
 
-def stage_history_view(dataset: Dataset) -> str:
+def live_owners(dataset: Dataset, alias: str, table: str, owners: dict[int, str]) -> tuple[str, str]:
+    """(LEFT JOINs, WHERE) that leave out the rows of `alias` (with entity_type_id / owner_type_id and owner_id
+    or id columns named in `owners`' tables) whose owner is marked deleted: entityTypeId -> owner table."""
+    type_column = "entity_type_id" if dataset.has(table, "entity_type_id") else "owner_type_id"
+    joins, live = "", []
+    for type_id, owner in sorted(owners.items()):
+        if dataset.has(owner, "id", DELETED_AT):
+            o = f"d{type_id}"
+            joins += (
+                f" LEFT JOIN {dataset.table(owner)} {o} ON {alias}.{type_column} = {type_id} "
+                f"AND {o}.id = {alias}.owner_id" + same_portal(dataset, (table, alias), (owner, o))
+            )
+            live.append(f"{o}.{DELETED_AT} IS NULL")
+    return joins, (f" WHERE {' AND '.join(live)}" if live else "")
+
+
+def stage_history_view(dataset: Dataset, owners: dict[int, str]) -> str:
     """Each stay of a record in a stage: entered, left (the next move of the same record; NULL while it is
-    still there), its length in seconds (until now for the current stay), in UTC and in the portal's time."""
+    still there), its length in seconds (until now for the current stay), in UTC and in the portal's time.
+    The stays of records marked deleted are left out (`owners`: entityTypeId -> table)."""
     portal = f"h.{quote(PORTAL_COLUMN)}, " if dataset.has(STAGE_HISTORY, PORTAL_COLUMN) else ""
     stays = (
         f"SELECT {portal}h.entity_type_id, h.owner_id, h.id AS history_id, h.event, h.category_id, h.stage_id, "
@@ -434,14 +451,15 @@ def stage_history_view(dataset: Dataset) -> str:
         local = dataset.local_time(f"s.{column}")
         if local:
             select.append(f"{local} AS {column}_local")
-    return f"SELECT {', '.join(select)} FROM ({stays}) s{joins}"
+    live_joins, where = live_owners(dataset, "s", STAGE_HISTORY, owners)
+    return f"SELECT {', '.join(select)} FROM ({stays}) s{joins}{live_joins}{where}"
 
 
-def stage_funnel_view(dataset: Dataset) -> str:
+def stage_funnel_view(dataset: Dataset, owners: dict[int, str]) -> str:
     """Per pipeline stage, from the stays: how many records entered it, how many are in it now, their average
     finished stay in days and (with the stages dictionary) how many reached it: entered it or a later stage
     that is not a failure, which is what a funnel chart draws."""
-    stays = stage_history_view(dataset)
+    stays = stage_history_view(dataset, owners)
     key = [f"{quote(PORTAL_COLUMN)}"] if dataset.has(STAGE_HISTORY, PORTAL_COLUMN) else []
     key += ["entity_type_id", "category_id", "stage_id"]
     labels = _history_labels(dataset)
@@ -540,21 +558,19 @@ def product_rows_view(dataset: Dataset, owners: dict[int, str]) -> str:
     select += [f"i.{quote(c)}" for c in wanted if c in dataset.columns[child]]
     if dataset.has(child, "price", "quantity"):
         select.append("i.price * i.quantity AS amount")
-    joins, currencies, live = "", [], []
+    joins, currencies = "", []
     for type_id, table in sorted(owners.items()):
-        if dataset.has(table, "id"):
+        if dataset.has(table, "id", "currency_id"):
             alias = f"o{type_id}"
             joins += (
                 f" LEFT JOIN {dataset.table(table)} {alias} ON o.owner_type_id = {type_id} AND {alias}.id = o.owner_id"
                 + same_portal(dataset, (PRODUCT_ROWS, "o"), (table, alias))
             )
-            if dataset.has(table, "currency_id"):
-                currencies.append(f"{alias}.currency_id")
-            if dataset.has(table, DELETED_AT):
-                live.append(f"{alias}.{DELETED_AT} IS NULL")
+            currencies.append(f"{alias}.currency_id")
     if currencies:
         select.append(f"COALESCE({', '.join(currencies)}) AS currency")
-    where = f" WHERE {' AND '.join(live)}" if live else ""
+    live_joins, where = live_owners(dataset, "o", PRODUCT_ROWS, owners)
+    joins += live_joins
     return (
         f"SELECT {', '.join(select)} FROM {dataset.table(PRODUCT_ROWS)} o "
         f"JOIN {dataset.table(child)} i ON i._dlt_parent_id = o._dlt_id{joins}{where}"
@@ -588,6 +604,16 @@ def in_base_currency(dataset: Dataset, select: str, amount: str, currency: str) 
 # ------------------------------------------------------------------------------------------------ creation
 
 
+STAGE_FUNNEL, DEAL_ACTIVITIES, PRODUCT_REVENUE = "stage_funnel", "deal_activities", "product_revenue"
+
+
+def view_names(catalog: Catalog) -> list[str]:
+    """Every view a dataset of this catalog can have (those built on others first: they are dropped first)."""
+    derived = (STAGE_FUNNEL, DEAL_ACTIVITIES, PRODUCT_REVENUE)
+    tables = (*catalog.entity_resources, PAYMENTS, STAGE_HISTORY, PRODUCT_ROWS, DEAL_CONTACTS)
+    return [VIEW_PREFIX + name for name in (*derived, *tables)]
+
+
 def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
     """View name -> SELECT, for every entity table of the catalog the dataset has, and the log and link
     tables."""
@@ -602,16 +628,17 @@ def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
         if dataset.has(PAYMENTS, "sum", "currency"):
             views[VIEW_PREFIX + PAYMENTS] = in_base_currency(dataset, views[VIEW_PREFIX + PAYMENTS], "sum", "currency")
     if dataset.has(STAGE_HISTORY, "entity_type_id", "owner_id", "created_time"):
-        views[VIEW_PREFIX + STAGE_HISTORY] = stage_history_view(dataset)
-        views[VIEW_PREFIX + "stage_funnel"] = stage_funnel_view(dataset)
+        history_owners = {e.entity_type_id: e.resource for e in catalog.history_owners}
+        views[VIEW_PREFIX + STAGE_HISTORY] = stage_history_view(dataset, history_owners)
+        views[VIEW_PREFIX + STAGE_FUNNEL] = stage_funnel_view(dataset, history_owners)
     activity_columns = ("owner_type_id", "owner_id", "type_id", "provider_id", "completed", "created", DELETED_AT)
     if dataset.has("deals", "id", DELETED_AT) and dataset.has("activities", *activity_columns):
-        views[VIEW_PREFIX + "deal_activities"] = deal_activities_view(dataset)
+        views[VIEW_PREFIX + DEAL_ACTIVITIES] = deal_activities_view(dataset)
     if dataset.has(PRODUCT_ROWS, "owner_id") and dataset.child_of(PRODUCT_ROWS, "items") in dataset.columns:
         owners = {e.entity_type_id: e.resource for e in catalog.product_owners}
         views[VIEW_PREFIX + PRODUCT_ROWS] = product_rows_view(dataset, owners)
         if dataset.has("deals", "id", "stage_semantic_id", "currency_id", DELETED_AT):
-            views[VIEW_PREFIX + "product_revenue"] = product_revenue_view(dataset, owners)
+            views[VIEW_PREFIX + PRODUCT_REVENUE] = product_revenue_view(dataset, owners)
     if dataset.has(DEAL_CONTACTS, "deal_id") and dataset.child_of(DEAL_CONTACTS, "contacts") in dataset.columns:
         views[VIEW_PREFIX + DEAL_CONTACTS] = deal_contacts_view(dataset)
     return views
@@ -717,7 +744,7 @@ def drop_views(pipeline: dlt.Pipeline, catalog: Catalog) -> None:
     to drop a table a view depends on. The views come back after the load."""
     if not profile(pipeline.destination.destination_name).views:
         return
-    names = [VIEW_PREFIX + t for t in (*catalog.entity_resources, PAYMENTS, STAGE_HISTORY, PRODUCT_ROWS, DEAL_CONTACTS)]
+    names = view_names(catalog)
     try:
         with pipeline.sql_client() as client, client.begin_transaction():
             for name in names:

@@ -66,7 +66,16 @@ def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipelin
         f"SELECT table_name FROM information_schema.views WHERE table_schema = '{pipeline.dataset_name}'",
     )
     smart = {f"v_sp_{t['entityTypeId']}" for t in portal.call("crm.type.list")["types"]}
-    wider = {"v_quotes", "v_activities", "v_stage_history", "v_product_rows", "v_deal_contacts"}
+    wider = {
+        "v_quotes",
+        "v_activities",
+        "v_stage_history",
+        "v_product_rows",
+        "v_deal_contacts",
+        "v_stage_funnel",
+        "v_deal_activities",
+        "v_product_revenue",
+    }
     assert {v["table_name"] for v in views} == VIEWS | wider | smart
 
     stages = rows(pipeline, "stages")

@@ -383,8 +383,9 @@ def test_calls_need_the_telephony_scope_and_arrive_by_id(
 
 
 def test_a_deleted_deal_takes_its_product_rows_and_contacts_along(tmp_path: Any, crm_portal: Portal) -> None:
-    """The portal deletes a deal's product rows and contact links with it. A reconcile that marks the deal
-    leaves them out of the views; one that removes it removes them too (child rows included)."""
+    """The portal deletes a deal's product rows, contact links and stage history with it. A reconcile that
+    marks the deal leaves them out of the views; one that removes it removes its product rows and contacts
+    too (child rows included); the history it had stays in the log."""
     from pipelines.runner import reconcile
     from tests.e2e.syncutil import new_pipeline
 
@@ -395,18 +396,21 @@ def test_a_deleted_deal_takes_its_product_rows_and_contacts_along(tmp_path: Any,
     deal = min(d for d in with_rows if sum(1 for c in contacts if c[0] == d) >= 2)
     portal.call("crm.deal.delete", {"id": deal})
 
-    def in_views() -> tuple[bool, bool, bool]:
+    def in_views() -> tuple[bool, ...]:
         rows_of = f"SELECT 1 FROM {{}} WHERE owner_type_id = 2 AND owner_id = {deal}"
         of_deal = f"SELECT 1 FROM {{}} WHERE deal_id = {deal}"
         return (
             bool(query(pipeline, rows_of, "v_product_rows")),
             bool(query(pipeline, of_deal, "v_deal_contacts")),
             bool(query(pipeline, of_deal, "v_deal_activities")),
+            bool(
+                query(pipeline, f"SELECT 1 FROM {{}} WHERE entity_type_id = 2 AND owner_id = {deal}", "v_stage_history")
+            ),
         )
 
-    assert in_views() == (True, True, True)
+    assert in_views() == (True, True, True, True)
     reconcile(pipeline, credentials=portal.webhook_url, resources="deals")
-    assert in_views() == (False, False, False)
+    assert in_views() == (False, False, False, False)
     assert stored_deal_contacts(pipeline) == portal_deal_contacts(portal)
     assert query(pipeline, f"SELECT 1 FROM {{}} WHERE owner_type_id = 2 AND owner_id = {deal}", "product_rows")
     reconcile(pipeline, credentials=portal.webhook_url, resources="deals", mode="remove")
