@@ -101,6 +101,19 @@ _CAMEL_OVERRIDES = {
 }
 
 
+def multiple_meta(type_: str, title: str) -> dict[str, Any]:
+    """The `fields` entry of a multiple standard field (multifields, contact bindings, observers)."""
+    return {
+        "type": type_,
+        "isRequired": False,
+        "isReadOnly": False,
+        "isImmutable": False,
+        "isMultiple": True,
+        "isDynamic": False,
+        "title": title,
+    }
+
+
 def camel(name: str) -> str:
     """`ASSIGNED_BY_ID` -> `assignedById` (crm.item naming), with the few names crm.item renames."""
     if name in _CAMEL_OVERRIDES:

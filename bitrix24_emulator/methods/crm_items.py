@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ApiError, missing_parameter
+from ..fieldmeta import multiple_meta
 from ..records import (
     as_list,
     as_mapping,
@@ -85,16 +86,7 @@ def item_get(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
 
 
 def _multiple(type_: str, title: str, upper: str) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "isRequired": False,
-        "isReadOnly": False,
-        "isImmutable": False,
-        "isMultiple": True,
-        "isDynamic": False,
-        "title": title,
-        "upperName": upper,
-    }
+    return {**multiple_meta(type_, title), "upperName": upper}
 
 
 # The multiple bindings crm.item.fields lists (docs crm-item-fields.md): `contactIds` comes in the rows,
@@ -127,16 +119,7 @@ def item_fields(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
         if table.kind.observed:
             out.update(_MULTIPLE_BINDINGS["observers"])
         if table.kind.multifields:
-            out["fm"] = {
-                "type": "crm_multifield",
-                "isRequired": False,
-                "isReadOnly": False,
-                "isImmutable": False,
-                "isMultiple": True,
-                "isDynamic": False,
-                "title": "Multifields",
-                "upperName": "FM",
-            }
+            out["fm"] = _multiple("crm_multifield", "Multifields", "FM")
     return MethodResult({"fields": _renamed(out, _uf_names(table, params))})
 
 

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from ..errors import ApiError
-from ..fieldmeta import ENTITIES, MULTIFIELD_TITLES, UF_NAME_RE, UF_STORAGE, default_settings
+from ..fieldmeta import ENTITIES, MULTIFIELD_TITLES, UF_NAME_RE, UF_STORAGE, default_settings, multiple_meta
 from ..records import (
     as_list,
     as_mapping,
@@ -167,25 +167,9 @@ def fields_meta(table: EntityTable) -> dict[str, Any]:
         out[f.name] = f.meta()
         if f.name in bindings:
             name, type_, title = bindings[f.name]
-            out[name] = {
-                "type": type_,
-                "isRequired": False,
-                "isReadOnly": False,
-                "isImmutable": False,
-                "isMultiple": True,
-                "isDynamic": False,
-                "title": title,
-            }
+            out[name] = multiple_meta(type_, title)
     for m in table.kind.multifields:
-        out[m] = {
-            "type": "crm_multifield",
-            "isRequired": False,
-            "isReadOnly": False,
-            "isImmutable": False,
-            "isMultiple": True,
-            "isDynamic": False,
-            "title": MULTIFIELD_TITLES[m],
-        }
+        out[m] = multiple_meta("crm_multifield", MULTIFIELD_TITLES[m])
     for uf in table.userfields:
         out[uf.name] = uf_meta(uf)
     return out

@@ -9,19 +9,15 @@ again, so such late changes are not loaded (`run --full-refresh --resources call
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .api import ScopeError, TransientError
 from .catalog import CALLS
 from .fields import CoercionReport, FieldPlan
 from .paging import Commands, ListQuery
-from .plan import PlanPart, RunPlan
+from .plan import PlanPart, RunPlan, skipped_without_scope
 from .state import SourceState
-
-log = logging.getLogger("bitrix24_sync.source")
 
 METHOD = "voximplant.statistic.get"
 CALL_PLAN = FieldPlan(
@@ -61,16 +57,7 @@ class CallReader(PlanPart):
         return {} if self._skipped else {CALLS: self._query()}
 
     def discovered(self, plan: RunPlan) -> None:
-        failure = plan.failure(CALLS, METHOD)
-        if failure is not None and not isinstance(failure, TransientError):
-            level = logging.WARNING if self.asked_for else logging.INFO
-            why = (
-                "the webhook has no telephony scope (add it on the portal)"
-                if isinstance(failure, ScopeError)
-                else failure
-            )
-            log.log(level, "calls are not read: %s", why)
-            self._skipped = True
+        self._skipped = skipped_without_scope(plan, CALLS, METHOD, "calls", "telephony", self.asked_for)
 
     def pages(self, plan: RunPlan) -> Iterator[list[dict[str, Any]]]:
         plan.discover()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .api import BatchResponse, Bitrix24Client, Bitrix24Error, ConfigError, TransientError
+from .api import BatchResponse, Bitrix24Client, Bitrix24Error, ConfigError, ScopeError, TransientError
 from .api.client import pause
 from .packing import chain_pages, continue_chains
 from .paging import (
@@ -69,6 +69,17 @@ class PortalMismatchError(ConfigError):
 def portal_of(client: Bitrix24Client) -> str:
     """The portal a client talks to (`host[:port]`)."""
     return str(getattr(client.auth, "portal", client.auth.host))
+
+
+def skipped_without_scope(plan: RunPlan, key: str, method: str, what: str, scope: str, asked_for: bool) -> bool:
+    """Whether an optional reader (calls, products) goes without its data this run because its discovery probe
+    failed for good; says so in one line: a warning when the run named it in `resources`, else a note."""
+    failure = plan.failure(key, method)
+    if failure is None or isinstance(failure, TransientError):
+        return False
+    why = f"the webhook has no {scope} scope (add it on the portal)" if isinstance(failure, ScopeError) else failure
+    log.log(logging.WARNING if asked_for else logging.INFO, "%s are not read: %s", what, why)
+    return True
 
 
 class PlanPart:

@@ -13,20 +13,16 @@ line. A product deleted on the portal stays in the table.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .api import ScopeError, TransientError
 from .catalog import PRODUCTS
 from .fields import CoercionReport, FieldPlan
 from .paging import Commands, ListQuery
-from .plan import PlanPart, RunPlan
+from .plan import PlanPart, RunPlan, skipped_without_scope
 from .state import SourceState
 from .window import parse_instant
-
-log = logging.getLogger("bitrix24_sync.source")
 
 METHOD = "catalog.product.list"
 CATALOGS_METHOD = "catalog.catalog.list"
@@ -83,17 +79,7 @@ class ProductReader(PlanPart):
         return calls
 
     def discovered(self, plan: RunPlan) -> None:
-        failure = plan.failure(CATALOGS_KEY, CATALOGS_METHOD)
-        if failure is not None:
-            if not isinstance(failure, TransientError):
-                level = logging.WARNING if self.asked_for else logging.INFO
-                why = (
-                    "the webhook has no catalog scope (add it on the portal)"
-                    if isinstance(failure, ScopeError)
-                    else failure
-                )
-                log.log(level, "products are not read: %s", why)
-            return
+        skipped_without_scope(plan, CATALOGS_KEY, CATALOGS_METHOD, "products", "catalog", self.asked_for)
         result = plan.result(CATALOGS_KEY)
         catalogs = result.get("catalogs") if isinstance(result, Mapping) else None
         if isinstance(catalogs, list):
