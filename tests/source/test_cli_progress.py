@@ -112,13 +112,15 @@ def test_full_sync_arithmetic() -> None:
         payments=5001,
         history={2: 7500, 1: 2501},
         product_owners=("deals",),
+        products={14: 2501, 15: 0},
     )
     assert [e.requests for e in found.entities] == [401, 2, 0]
     assert found.payment_requests() == (6, "2 x ceil(5001/2500)")
     wider = {table: requests for table, _rows, requests, _a in found.wider()}
-    # stage history per entity type; product rows: id scan + rows of 1M deals; deal contacts; no calls
-    assert wider == {"stage_history": 3 + 2, "product_rows": 2 * 400, "deal_contacts": 400, "calls": 0}
-    assert found.total_requests() == 1 + 401 + 2 + 6 + 5 + 800 + 400
+    # stage history per entity type; product rows: id scan + rows of 1M deals; deal contacts; no calls; products
+    # per catalog
+    assert wider == {"stage_history": 3 + 2, "product_rows": 2 * 400, "deal_contacts": 400, "calls": 0, "products": 2}
+    assert found.total_requests() == 1 + 401 + 2 + 6 + 5 + 800 + 400 + 2
     assert seconds_at(410, rate=2.0, burst=50) == 180.0 and seconds_at(20, rate=2.0, burst=50) == 0
     no_sale = Inventory([EntityCount("deals", 5000, 0)], owners=("deals", "invoices"))
     assert no_sale.payment_requests()[0] == 2 + 100  # id scan, then a payment list per owner (50 per batch)
