@@ -31,12 +31,14 @@ from sources.bitrix24 import (
     DELETED_AT,
     PAYMENTS,
     PRODUCT_ROWS,
+    PRODUCTS,
     Bitrix24Client,
     Catalog,
     ConfigError,
     EntitySpec,
     PaymentCoverage,
     PortalScan,
+    ScopeError,
 )
 
 log = logging.getLogger("bitrix24_sync.reconcile")
@@ -293,10 +295,16 @@ def reconcile_warehouse(
     for table, ids in stored.items():
         if table == PAYMENTS:
             on_portal = scan.payment_ids(ids.owners.values())
+        elif table == PRODUCTS:
+            try:
+                on_portal = scan.product_ids()
+            except ScopeError:
+                log.warning("products are not reconciled: the credential has no catalog scope")
+                continue
         else:
             on_portal = scan.entity_ids(catalog.entity(table))
         change = _change(table, ids, on_portal, mode)
-        if table != PAYMENTS:
+        if catalog.has_entity(table):
             change.dependents = dependents(catalog.entity(table))
         changes.append(change)
     warehouse.apply(changes, mode, report)

@@ -40,6 +40,7 @@ from pipelines.run_meter import RunMeter
 from pipelines.views import drop_views, refresh_views
 from pipelines.warehouse_state import adopt_warehouse_state, check_working_folder
 from sources.bitrix24 import (
+    PAYMENTS,
     Backfill,
     Bitrix24Client,
     Bitrix24Error,
@@ -228,7 +229,7 @@ def sync(
     window = Backfill.parse(*backfill) if backfill else None
     catalog = pipeline_catalog(pipeline)
     if not resources and backfill and not dlt.config.get("sources.bitrix24.resources"):
-        resources = catalog.reconcilable  # a backfill re-reads the CRM entities and payments by default
+        resources = (*catalog.entity_resources, PAYMENTS)  # a backfill re-reads the CRM entities and payments
     if resources:
         catalog.select(resources)  # an unknown name fails before anything else happens
     deletes = deletes or DeleteOptions.from_config()

@@ -1,6 +1,6 @@
 """Product rows and the product catalog: crm.item.productrow.list / set (docs
 crm/universal/product-rows/crm-item-productrow-*.md), catalog.catalog.list, catalog.product.list and
-catalog.product.update (scope `catalog`, docs catalog/catalog/catalog-catalog-list.md,
+catalog.product.update / delete (scope `catalog`, docs catalog/catalog/catalog-catalog-list.md,
 catalog/product/catalog-product-*.md).
 
 The portal has the CRM's product catalog (an information block) and its catalog of offers (SKUs, whose
@@ -162,3 +162,13 @@ def product_update(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
         rows, _total, _next = PRODUCTS.page(ctx, {"id": pid}, {}, -1)
         product = PRODUCTS.typed(rows[0], ctx.store.tf)
     return MethodResult({"product": product})
+
+
+@method("catalog.product.delete", "catalog")
+def product_delete(ctx: MethodContext, params: dict[str, Any]) -> MethodResult:
+    pid = php_intval(params.get("id"))
+    with ctx.store.lock:
+        if ctx.store.conn.execute("DELETE FROM product WHERE ID = ?", (pid,)).rowcount == 0:
+            raise ApiError(200040300040, "Product is not exists")
+        ctx.cost.rows_scanned += 1
+    return MethodResult(True)

@@ -36,6 +36,7 @@ from sources.bitrix24 import (
     Bitrix24Client,
     Catalog,
     ScopeError,
+    catalog_ids,
     connect,
     count_params,
     smart_process_specs,
@@ -149,7 +150,7 @@ def _counts(catalog: Catalog, specs: Any) -> dict[str, tuple[str, dict[str, Any]
 
 def product_counts(client: Bitrix24Client, catalogs: Any) -> dict[int, int]:
     """Products per catalog (one request: a counted first page per catalog)."""
-    iblocks = sorted({int(c["iblockId"]) for c in catalogs.get("catalogs", [])}) if isinstance(catalogs, dict) else []
+    iblocks = catalog_ids(catalogs)
     if not iblocks:
         return {}
     params = {"select": ["id", "iblockId"], "start": 0}

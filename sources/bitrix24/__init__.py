@@ -68,7 +68,7 @@ from .portal_ids import PortalScan
 from .product_rows import COLUMNS as PRODUCT_ROW_COLUMNS
 from .product_rows import PRIMARY_KEY as PRODUCT_ROW_KEY
 from .product_rows import ProductRowReader
-from .products import PRODUCT_PLAN, ProductReader
+from .products import PRODUCT_PLAN, ProductReader, catalog_ids
 from .reference import ReferenceReader, fields_rows, reference_due, reference_lists
 from .smart_processes import TYPES_PLAN, SmartProcessTypes, fetch_types, smart_process_specs
 from .stage_history import HISTORY_PLAN, StageHistoryReader
@@ -113,6 +113,7 @@ __all__ = [
     "SourceState",
     "TransientError",
     "bitrix24",
+    "catalog_ids",
     "catalog_of",
     "configured_oauth_app",
     "connect",
@@ -240,7 +241,8 @@ def bitrix24(
     if PRODUCTS in selected:
         catalog_products = ProductReader(asked_for=bool(resources) and PRODUCTS in catalog.select(resources))
         parts.append(catalog_products)
-        wanted.append((catalog_products.pages, PRODUCTS, _MERGE, PRODUCT_PLAN.columns(), "id"))
+        columns = {**PRODUCT_PLAN.columns(), **DELETED_AT_COLUMN}
+        wanted.append((catalog_products.pages, PRODUCTS, _MERGE, columns, "id"))
     if SMART_PROCESSES in selected:
         wanted.append((types.pages, SMART_PROCESSES, "replace", TYPES_PLAN.columns(), None))
     if CURRENCIES in selected or CURRENCY_RATES in selected:

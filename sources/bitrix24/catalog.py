@@ -198,8 +198,8 @@ class Catalog:
 
     @property
     def reconcilable(self) -> tuple[str, ...]:
-        """Resources whose deletes a reconcile finds by ID: every entity and payments."""
-        return (*self.entity_resources, PAYMENTS)
+        """Resources whose deletes a reconcile finds by ID: every entity, payments and products."""
+        return (*self.entity_resources, PAYMENTS, PRODUCTS)
 
     def has_entity(self, resource: str) -> bool:
         return any(e.resource == resource for e in self.entities)

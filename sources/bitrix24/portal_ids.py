@@ -6,6 +6,9 @@ ID-only keyset scan (`select: [ID]`, `order ID ASC`, `>ID`, `start=-1`) chained 
 IDs per HTTP request, so an entity of N records costs floor(N/2500) + 1 requests (the last, short page ends
 the chain).
 
+Products (scope `catalog`): `catalog.catalog.list`, then an ID scan per catalog: 1 + floor(P/2500) + 1 per
+catalog.
+
 Payments: with the `sale` scope one `sale.payment.list` ID scan covers every payment, floor(P/2500) + 1
 requests (+ 1 failed probe when the scope is missing). Without it, the payments of each owner the warehouse
 holds payments for are listed with `crm.item.payment.list`, 50 owners per batch: ceil(O/50) requests for O
@@ -21,6 +24,7 @@ from .api import Bitrix24Client, ScopeError
 from .catalog import Catalog, EntitySpec
 from .entities import id_query
 from .paging import ListQuery, batch_calls, keyset_pages
+from .products import CATALOGS_METHOD, catalog_ids, product_id_query
 
 SALE_PAYMENT_IDS = ListQuery("sale.payment.list", {"select": ["id"]}, "id", ("payments",))
 
@@ -41,6 +45,11 @@ class PortalScan:
         if spec.resource not in self._ids:
             self._ids[spec.resource] = scan_ids(self.client, id_query(spec))
         return self._ids[spec.resource]
+
+    def product_ids(self) -> set[int]:
+        """Every product of every catalog (scope `catalog`): the catalogs, then an ID scan per catalog."""
+        catalogs = self.client.call(CATALOGS_METHOD, {"select": ["iblockId"]}).result
+        return set().union(*(scan_ids(self.client, product_id_query(i)) for i in catalog_ids(catalogs)))
 
     def payment_ids(self, owners_in_warehouse: Iterable[tuple[int, int]]) -> set[int]:
         """Every payment ID on the portal (sale scope), else the payments of the given (ownerTypeId,

@@ -8,7 +8,7 @@ Each catalog is read forward by ID among the products changed since the newest `
 rows of that second come again and merge on `id`); its first page rides in the discovery batch, so a run with
 nothing changed costs no request of its own, and a catalog seen for the first time costs one. Without the scope
 (or without the administrator rights `catalog.catalog.list` needs) the run goes on without products, in one
-line. A product deleted on the portal stays in the table.
+line. A reconcile finds deleted products by an ID scan per catalog (`portal_ids.py`).
 """
 
 from __future__ import annotations
@@ -61,6 +61,19 @@ class ProductQuery(ListQuery):
         return {**super().page_params(after), "start": 0}
 
 
+def catalog_ids(result: Any) -> list[int]:
+    """The information blocks of a `catalog.catalog.list` result (every catalog: products and offers)."""
+    catalogs = result.get("catalogs") if isinstance(result, Mapping) else None
+    return (
+        sorted({int(c["iblockId"]) for c in catalogs if isinstance(c, Mapping)}) if isinstance(catalogs, list) else []
+    )
+
+
+def product_id_query(iblock_id: int) -> ProductQuery:
+    """The ID scan of one catalog (a reconcile's)."""
+    return ProductQuery(METHOD, {"filter": {"iblockId": iblock_id}, "select": ["id", "iblockId"]}, "id", ("products",))
+
+
 class ProductReader(PlanPart):
     def __init__(self, asked_for: bool) -> None:
         self.asked_for = asked_for  # named in `resources`: a missing scope is then a warning, else a note
@@ -81,9 +94,8 @@ class ProductReader(PlanPart):
     def discovered(self, plan: RunPlan) -> None:
         skipped_without_scope(plan, CATALOGS_KEY, CATALOGS_METHOD, "products", "catalog", self.asked_for)
         result = plan.result(CATALOGS_KEY)
-        catalogs = result.get("catalogs") if isinstance(result, Mapping) else None
-        if isinstance(catalogs, list):
-            self._catalogs = sorted({int(c["iblockId"]) for c in catalogs if isinstance(c, Mapping)})
+        if result is not None:
+            self._catalogs = catalog_ids(result)
             SourceState.current().store_product_catalogs(self._catalogs)
 
     def chains(self) -> dict[str, ListQuery]:

@@ -469,7 +469,7 @@ def test_catalog_products_need_the_catalog_scope_and_changed_ones_arrive(
     """Every catalog's products (catalog.catalog.list, then catalog.product.list per catalog); a product changed
     on the portal arrives with the next run, which still costs one request; without the scope, one line."""
     from pipelines.cli import main
-    from pipelines.runner import sync
+    from pipelines.runner import reconcile, sync
     from tests.e2e.syncutil import new_pipeline
 
     portal = crm_portal
@@ -489,6 +489,10 @@ def test_catalog_products_need_the_catalog_scope_and_changed_ones_arrive(
     assert portal.stats()["requests"] == 1  # the changed product rode in the discovery batch
     assert stored_products(pipeline) == portal_products(hook)
     assert stored_products(pipeline)[3][1] == "IVF program (2 cycles)"
+    hook_call(hook, "catalog.product.delete", {"id": 4})
+    reconcile(pipeline, credentials=hook, resources="products")
+    gone = query(pipeline, "SELECT id FROM {} WHERE _deleted_at IS NOT NULL", "products")
+    assert [r["id"] for r in gone] == [4] and 4 not in portal_products(hook)
 
     monkeypatch.setenv("SOURCES__BITRIX24__WEBHOOK_URL", hook)
     where = ["--duckdb-path", str(tmp_path / "warehouse.duckdb"), "--pipelines-dir", str(tmp_path / "pipelines")]
