@@ -26,7 +26,7 @@ demo: $(DEMO_STAMP)
 
 ## make test: install what the tests need (PostgreSQL server binaries included, when run as root) and run them
 test: $(STAMP) postgres-server
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 ## make bench: the sync against the emulator (limits off) beside today's offset strategies; BIG=1 adds 1M deals
 bench: $(STAMP) postgres-server

@@ -62,6 +62,7 @@ def closed_port() -> int:
             "cannot reach the portal host 127.0.0.1: connection",
         ),
     ],
+    ids=["unresolvable host", "closed port"],  # stable ids: the port differs per collection (pytest-xdist)
 )
 def test_unreachable_host(url: str, reason: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)

@@ -304,6 +304,7 @@ def forget_deleted(pipeline: dlt.Pipeline, deal_ids: list[int]) -> None:
         (f"http://127.0.0.1:{closed_port()}/rest/1/{TOKEN}/", "connection refused"),
         (f"https://portal.invalid/rest/1/{TOKEN}/", "the host name does not resolve"),
     ],
+    ids=["closed port", "unresolvable host"],  # stable ids: the port differs per collection (pytest-xdist)
 )
 def test_an_unreachable_host_is_a_configuration_error_after_one_quick_retry(url: str, reason: str) -> None:
     """A typo in the host or port: with the production retry settings (8 retries, 300 s) the client stops after
