@@ -1,4 +1,5 @@
-"""Per-resource counters of one run: rows, pages, HTTP requests, retries, seconds.
+"""Per-resource counters of one run: rows, pages, HTTP requests, retries, seconds; then dlt's normalize and
+load steps as its progress collector reports them (rows normalized, files, load jobs).
 
 dlt pulls the resources' pages round robin in one thread, so whatever the client did since the previous page
 (of any resource) was done to produce the page arriving now: its requests, retries and time are booked to that
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dlt.common.runtime.collector_base import Collector
 from dlt.extract.items_transform import ItemTransform
 
 from sources.bitrix24 import PORTAL_INFO, Bitrix24Client
@@ -33,7 +35,24 @@ class ResourceMeter:
         return asdict(self)
 
 
-Listener = Callable[["RunMeter", ResourceMeter], None]
+@dataclass
+class StepMeter:
+    """One of dlt's steps after the extraction: `normalize` (rows per table, files) or `load` (jobs)."""
+
+    name: str
+    started: float
+    counts: dict[str, int] = field(default_factory=dict)  # counter -> done (a table's rows, "Files", "Jobs")
+    totals: dict[str, int] = field(default_factory=dict)  # counter -> total, when dlt knows it
+    seconds: float = 0.0
+    done: bool = False
+
+    @property
+    def rows(self) -> int:
+        return sum(n for name, n in self.counts.items() if name not in ("Files", "Jobs"))
+
+
+# Called after every page (with the page's resource) and on every update of a step (with None).
+Listener = Callable[["RunMeter", ResourceMeter | None], None]
 
 
 class _PageStep(ItemTransform[Any, dict[str, Any]]):
@@ -55,6 +74,7 @@ class RunMeter:
     def __init__(self, listener: Listener | None = None, clock: Callable[[], float] = time.monotonic):
         self.listener = listener
         self.resources: dict[str, ResourceMeter] = {}
+        self.steps: list[StepMeter] = []  # normalize and load, as dlt runs them
         self.client: Bitrix24Client | None = None
         self._clock = clock
         self.started = clock()
@@ -92,10 +112,45 @@ class RunMeter:
 
     def finish(self) -> None:
         """Mark every resource done (the client's work after the last page stays in the run's totals only)."""
-        for meter in self.resources.values():
-            meter.done = True
+        self._extracted()
         if self.listener is not None and self.resources:
             self.listener(self, next(iter(self.resources.values())))
+
+    def _extracted(self) -> None:
+        for meter in self.resources.values():
+            meter.done = True
+
+    @property
+    def step(self) -> StepMeter | None:
+        """The step running now."""
+        return self.steps[-1] if self.steps and not self.steps[-1].done else None
+
+    def step_started(self, name: str) -> None:
+        """Normalize or load began: the extraction is over, every resource is done."""
+        self._extracted()
+        self.steps.append(StepMeter(name, self._clock()))
+        self._tell()
+
+    def step_counted(self, counter: str, inc: int, total: int | None, inc_total: int | None) -> None:
+        step = self.step
+        if step is None:
+            return
+        step.counts[counter] = step.counts.get(counter, 0) + inc
+        if total is not None:
+            step.totals[counter] = total
+        elif inc_total:
+            step.totals[counter] = step.totals.get(counter, 0) + inc_total
+        self._tell()
+
+    def step_stopped(self) -> None:
+        step = self.step
+        if step is not None:
+            step.seconds, step.done = self._clock() - step.started, True
+            self._tell()
+
+    def _tell(self) -> None:
+        if self.listener is not None:
+            self.listener(self, None)
 
     @property
     def elapsed(self) -> float:
@@ -106,3 +161,36 @@ class RunMeter:
             return 0, 0
         stats = self.client.stats
         return stats.requests, sum(stats.retries.values())
+
+
+class StepCollector(Collector):
+    """dlt's progress collector (`pipeline.collector`), fed into a RunMeter: normalize and load report to the
+    same display as the pages did. The extraction's own counters are left to the resources' meters."""
+
+    def __init__(self, run: RunMeter):
+        self.run = run
+        self._step: str | None = None
+
+    def update(
+        self,
+        name: str,
+        inc: int = 1,
+        total: int | None = None,
+        inc_total: int | None = None,
+        message: str | None = None,
+        label: str | None = None,
+    ) -> None:
+        if self._step is not None and not label:  # a label is dlt's "Failed" sub-counter of jobs
+            self.run.step_counted(name, inc, total, inc_total)
+
+    def _start(self, step: str) -> None:
+        """dlt names the step "Normalize <schema> in <load id>", "Load ...", "Extract <source>"."""
+        name = step.split(" ", 1)[0].lower()
+        self._step = name if name in ("normalize", "load") else None
+        if self._step is not None:
+            self.run.step_started(self._step)
+
+    def _stop(self) -> None:
+        if self._step is not None:
+            self.run.step_stopped()
+        self._step = None

@@ -36,7 +36,7 @@ from pipelines.deletes import DeleteOptions, DeleteReport, after_load, reconcile
 from pipelines.destinations import DestinationError, default_writer_settings, explain, hide_passwords, profile
 from pipelines.partition import partition_by_portal
 from pipelines.run_log import append_run, run_record, utc_stamp
-from pipelines.run_meter import RunMeter
+from pipelines.run_meter import RunMeter, StepCollector
 from pipelines.views import drop_views, refresh_views
 from pipelines.warehouse_state import adopt_warehouse_state, check_working_folder
 from sources.bitrix24 import (
@@ -318,6 +318,7 @@ def _locked_sync(
     meter.attach(source, client, run.requests_at_start)
     requests_before = run.requests_at_start
     failure: BaseException | None = None
+    collector, pipeline.collector = pipeline.collector, StepCollector(meter)  # normalize and load report too
     try:
         info = pipeline.run(
             source,
@@ -334,6 +335,8 @@ def _locked_sync(
             )
         if failure is None:
             raise
+    finally:
+        pipeline.collector = collector
     if failure is not None:
         raise failure  # the portal's own error (already free of secrets), not dlt's wrapper around it
     meter.finish()

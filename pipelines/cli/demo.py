@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.exists():
         path.unlink()  # the demo's own file: a new emulator's data must not meet old cursors
-    command = [sys.executable, "-m", "bitrix24_emulator", "--port", "0", "--seed", str(args.seed)]
+    # every scope the sync can use, so the demo shows every table (calls need telephony, products catalog)
+    scopes = "crm,user,sale,telephony,catalog"
+    command = [sys.executable, "-m", "bitrix24_emulator", "--port", "0", "--seed", str(args.seed), "--scopes", scopes]
     for entity in ("deals", "leads", "contacts", "companies"):
         command += [f"--{entity}", str(getattr(args, entity))]
     with tempfile.TemporaryFile(mode="w+") as emulator_log:  # its banner stays out of the demo's output

@@ -66,15 +66,20 @@ def test_run_prints_a_summary_table_and_logs_progress_when_not_on_a_terminal(
     assert body["deals"][:1] == [str(SMALL_PORTAL["deals"])] and body["stages"][1] == "0"
     assert body["total"][1:3] == [str(requests), "0"]  # the discovery batch is booked to deals
     assert int(body["deals"][1]) == requests
-    seconds = [float(v[-1]) for k, v in body.items() if k != "total"]  # resources, then normalize and load
+    seconds = [float(v[-1]) for k, v in body.items() if k != "total"]  # resources, then normalize, load, views
     assert abs(sum(seconds) - float(body["total"][-1])) <= 0.05 * len(seconds) + 0.05
-    records = sum(int(v[0].replace(",", "")) for k, v in body.items() if k not in ("total", "then:"))
+    assert [k for k in body if k.startswith("(")] == ["(normalize)", "(load)", "(views)"]
+    records = sum(int(v[0].replace(",", "")) for k, v in body.items() if k != "total" and not k.startswith("("))
     assert lines[0].startswith(f"synced {records:,} records (and ")  # the headline counts what the table counts
 
     progress = [m.groups() for m in map(LOG_LINE.match, err.splitlines()) if m]
-    assert {name for name, _ in progress} == {"deals", "stages"}
+    assert {name for name, _ in progress} == {"deals", "stages", "normalize", "load"}
     assert any(name == "deals" and text.startswith("50 rows") for name, text in progress)  # a line per page
     assert [text for name, text in progress if name == "deals"][-1].endswith("done")
+    steps = [f"{name} {text}" for name, text in progress if name in ("normalize", "load")]
+    assert steps[0] == "normalize 0 rows  files 0  0:00" and steps[2] == "load jobs 0  0:00", steps  # as they start
+    assert re.fullmatch(r"normalize [\d,]+ rows  files (\d+)/\1  done in 0:\d\d", steps[1]), steps
+    assert re.fullmatch(r"load jobs (\d+)/\1  done in 0:\d\d", steps[3]), steps
     assert webhook.rstrip("/").rsplit("/", 1)[-1] not in out + err
 
 

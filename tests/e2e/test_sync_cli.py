@@ -141,6 +141,9 @@ def test_demo_syncs_an_emulator_and_shows_a_query(tmp_path: Path, capsys: pytest
         assert "deals " in out and "example query" in out and "won" in out
         with duckdb.connect(str(path), read_only=True) as con:
             assert con.sql("SELECT count(*) FROM bitrix24_crm.deals").fetchall() == [(60,)]
+            # the demo's webhook has every scope the sync can use: calls and products are there too
+            assert con.sql("SELECT count(*) > 0 FROM bitrix24_crm.calls").fetchall() == [(True,)]
+            assert con.sql("SELECT count(*) > 0 FROM bitrix24_crm.products").fetchall() == [(True,)]
     # the state stays where dlt's own CLI finds it
     info = subprocess.run(
         [str(Path(sys.executable).with_name("dlt")), "pipeline", "--pipelines-dir", str(tmp_path / "state"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +24,7 @@ from pipelines.exit_codes import (
     classify,
 )
 from pipelines.progress import ProgressDisplay, eta_seconds, summary_table
-from pipelines.run_meter import ResourceMeter, RunMeter
+from pipelines.run_meter import ResourceMeter, RunMeter, StepCollector
 from pipelines.runner import AlreadyRunningError, DestinationError
 from sources.bitrix24.api import AuthError, ConfigError, ScopeError, TransientError, WebhookAuth
 from sources.bitrix24.api.credentials import resolve_credentials
@@ -60,8 +61,8 @@ def test_terminal_lines_are_redrawn_in_place_at_most_ten_times_a_second() -> Non
     assert text.count("\x1b[2F") == 1  # moved up over the two lines and redrew them
     last = text.rsplit("\x1b[2F", 1)[1]
     # 12,500 - 2,500 rows left: ceil(10,000/2,500) = 4 requests at 2/s
-    assert "\rdeals      [####................] 2,500/12,500 rows" in last and "ETA 0:02" in last
-    assert "\rleads      50 rows" in last and "ETA" not in last.split("\n")[1]
+    assert "\rdeals           [####................] 2,500/12,500 rows" in last and "ETA 0:02" in last
+    assert "\rleads           50 rows" in last and "ETA" not in last.split("\n")[1]
 
 
 def test_log_lines_every_interval_only_for_what_moved_and_a_final_line_each(
@@ -79,11 +80,11 @@ def test_log_lines_every_interval_only_for_what_moved_and_a_final_line_each(
         run.page("leads", 50)
         run.finish()
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0].startswith("deals      50 rows")
-    assert lines[1].startswith("deals      300 rows") and lines[2].startswith("leads      50 rows")
+    assert lines[0].startswith("deals           50 rows")
+    assert lines[1].startswith("deals           300 rows") and lines[2].startswith("leads           50 rows")
     assert lines[3:] == [
-        "deals      300 rows  60 rows/s  0 requests  done",
-        "leads      50 rows  5 rows/s  0 requests  done",
+        "deals           300 rows  60 rows/s  0 requests  done",
+        "leads           50 rows  5 rows/s  0 requests  done",
     ]
 
 
@@ -187,3 +188,41 @@ def test_the_configuration_selects_the_credential(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("SOURCES__BITRIX24__OAUTH__CLIENT_SECRET")
     with pytest.raises(ConfigError, match="lacks client_secret"):
         make_auth()
+
+
+def test_normalize_and_load_show_their_progress_once_the_extraction_is_over() -> None:
+    """dlt's collector reports normalize (rows per table, files) and load (jobs): the resources are done from
+    then on (no ETA frozen at 0:00), and a line per step shows what it did and for how long."""
+    clock, out = FakeClock(), io.StringIO()
+    display = ProgressDisplay(out, terminal=True, rate=2.0, clock=clock)
+    run = meter_with(display, clock, "deals")
+    run.expect({"deals": 130})
+    run.page("deals", 130)
+    collector = StepCollector(run)
+    with collector("Extract bitrix24"):
+        collector.update("Resources", 0, 3)  # the extraction's own counters: the pages told already
+    assert run.steps == []
+    with collector("Normalize bitrix24 in 1796"):
+        collector.update("Files", 0, 2)
+        clock.now += 1.0
+        collector.update("deals", 130)
+        clock.now += 0.2  # redrawn at most ten times a second
+        collector.update("Files", 1)
+        last = re.split(r"\x1b\[\d+F", out.getvalue())[-1]
+        assert "deals           [####################] 130/130 rows" in last and "done" in last.split("\n")[0]
+        assert "\rnormalize       130 rows  files 1/2  0:01" in last  # 1.2 s
+        collector.update("Files", 1)
+        clock.now += 1.0
+    with collector("Load bitrix24 in 1796"):
+        collector.update("Jobs", 0, inc_total=3)
+        collector.update("Jobs")
+        collector.update("Jobs", 1, message="WARNING: Some of the jobs failed!", label="Failed")
+        clock.now += 3.0
+    last = re.split(r"\x1b\[\d+F", out.getvalue())[-1]
+    assert (
+        "\rnormalize       130 rows  files 2/2  done in 0:02" in last
+        and "\rload            jobs 1/3  done in 0:03" in last
+    )
+    lines = summary_table(run, {"deals": 130}, requests=2, retries=0)
+    assert [line.split()[0] for line in lines[3:6]] == ["(normalize)", "(load)", "(views)"]
+    assert [float(line.split()[-1]) for line in lines[3:5]] == [2.2, 3.0]
