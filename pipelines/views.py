@@ -1,7 +1,8 @@
 """Views that make the raw tables readable in SQL: a `v_<table>` per entity (deals, leads, contacts,
 companies, invoices, quotes, activities, every `sp_<entityTypeId>`), `v_payments`, `v_stage_history` (each stay
-in a stage), `v_product_rows` and `v_deal_contacts`, created in the dataset after every successful load. `v_deals` and
-`v_payments` also show their amounts in the portal's base currency.
+in a stage), `v_product_rows`, `v_deal_contacts`, `v_stages` (every dictionary, named), and the analysts'
+`v_stage_funnel`, `v_deal_activities` and `v_product_revenue`, created in the dataset after every successful load.
+`v_deals` and `v_payments` also show their amounts in the portal's base currency.
 
 The raw tables keep the portal's field codes as column names (`uf_crm_1699000007`) and ids where the portal
 has dictionaries (stages, sources, users, enumeration options). The views join those dictionaries and put each
@@ -455,6 +456,45 @@ def stage_history_view(dataset: Dataset, owners: dict[int, str]) -> str:
     return f"SELECT {', '.join(select)} FROM ({stays}) s{joins}{live_joins}{where}"
 
 
+def dictionaries_view(dataset: Dataset) -> str:
+    """`stages` holds every crm.status.list dictionary; this says which one each row belongs to: `dictionary`
+    (lead status, deal stage, invoice stage, smart process stage, quote status, source, contact type, ...), the
+    `entity_type_id` and `pipeline_id` of a stage, read from ENTITY_ID (DEAL_STAGE_3 is pipeline 3; the default
+    pipeline's DEAL_STAGE rows have no CATEGORY_ID), the pipeline's name and the stage's semantics in words."""
+    e = "s.entity_id"
+    dynamic = f"starts_with({e}, 'DYNAMIC_') AND strpos({e}, '_STAGE_') > 0"
+    invoice = f"starts_with({e}, 'SMART_INVOICE_STAGE_')"
+    entity_type = (
+        f"CASE WHEN {e} = 'STATUS' THEN 1 WHEN {e} = 'DEAL_STAGE' OR starts_with({e}, 'DEAL_STAGE_') THEN 2 "
+        f"WHEN {e} = 'QUOTE_STATUS' THEN 7 WHEN {invoice} THEN 31 "
+        f"WHEN {dynamic} THEN CAST(split_part({e}, '_', 2) AS BIGINT) END"
+    )
+    pipeline = (
+        f"CASE WHEN {e} = 'DEAL_STAGE' THEN 0 WHEN starts_with({e}, 'DEAL_STAGE_') "
+        f"THEN CAST(split_part({e}, '_', 3) AS BIGINT) WHEN {invoice} OR {dynamic} "
+        f"THEN CAST(split_part({e}, '_', 4) AS BIGINT) END"
+    )
+    kinds = {1: "lead status", 2: "deal stage", 7: "quote status", 31: "invoice stage"}
+    dictionary = (
+        "CASE WHEN c.entity_type_id IS NULL THEN lower(replace(c.entity_id, '_', ' ')) "
+        + "".join(f"WHEN c.entity_type_id = {t} THEN '{name}' " for t, name in kinds.items())
+        + "ELSE 'smart process stage' END"
+    )
+    words = (
+        f"CASE WHEN c.entity_type_id IS NULL THEN NULL WHEN c.entity_type_id = 1 THEN "
+        f"{semantics('c.semantics', 'status')} ELSE {semantics('c.semantics', 'stage')} END"
+    )
+    inner = f"SELECT s.*, {entity_type} AS entity_type_id, {pipeline} AS pipeline_id FROM {dataset.table('stages')} s"
+    select, joins = f"SELECT c.*, {dictionary} AS dictionary, {words} AS stage_semantics", ""
+    if dataset.has("pipelines", "id", "entity_type_id", "name"):
+        select += ", p.name AS pipeline_name"
+        joins = (
+            f" LEFT JOIN {dataset.table('pipelines')} p ON p.entity_type_id = c.entity_type_id AND p.id = c.pipeline_id"
+            + same_portal(dataset, ("stages", "c"), ("pipelines", "p"))
+        )
+    return f"{select} FROM ({inner}) c{joins}"
+
+
 def stage_funnel_view(dataset: Dataset, owners: dict[int, str]) -> str:
     """Per pipeline stage, from the stays: how many records entered it, how many are in it now, their average
     finished stay in days and (with the stages dictionary) how many reached it: entered it or a later stage
@@ -605,11 +645,12 @@ def in_base_currency(dataset: Dataset, select: str, amount: str, currency: str) 
 
 
 STAGE_FUNNEL, DEAL_ACTIVITIES, PRODUCT_REVENUE = "stage_funnel", "deal_activities", "product_revenue"
+DICTIONARIES = "stages"  # v_stages: the stages table with each row's dictionary decoded
 
 
 def view_names(catalog: Catalog) -> list[str]:
     """Every view a dataset of this catalog can have (those built on others first: they are dropped first)."""
-    derived = (STAGE_FUNNEL, DEAL_ACTIVITIES, PRODUCT_REVENUE)
+    derived = (STAGE_FUNNEL, DEAL_ACTIVITIES, PRODUCT_REVENUE, DICTIONARIES)
     tables = (*catalog.entity_resources, PAYMENTS, STAGE_HISTORY, PRODUCT_ROWS, DEAL_CONTACTS)
     return [VIEW_PREFIX + name for name in (*derived, *tables)]
 
@@ -627,6 +668,8 @@ def view_definitions(dataset: Dataset, catalog: Catalog) -> dict[str, str]:
         views[VIEW_PREFIX + PAYMENTS] = payments_view(dataset)
         if dataset.has(PAYMENTS, "sum", "currency"):
             views[VIEW_PREFIX + PAYMENTS] = in_base_currency(dataset, views[VIEW_PREFIX + PAYMENTS], "sum", "currency")
+    if dataset.has("stages", "entity_id", "status_id", "semantics"):
+        views[VIEW_PREFIX + DICTIONARIES] = dictionaries_view(dataset)
     if dataset.has(STAGE_HISTORY, "entity_type_id", "owner_id", "created_time"):
         history_owners = {e.entity_type_id: e.resource for e in catalog.history_owners}
         views[VIEW_PREFIX + STAGE_HISTORY] = stage_history_view(dataset, history_owners)

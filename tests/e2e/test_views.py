@@ -12,7 +12,7 @@ import dlt
 
 from bitrix24_emulator import Portal
 from pipelines.views import MAX_IDENTIFIER_BYTES
-from tests.e2e.syncutil import SMALL_PORTAL, query, run
+from tests.e2e.syncutil import SMALL_PORTAL, portal_catalog, portal_list, query, run
 
 VIEWS = {"v_deals", "v_leads", "v_contacts", "v_companies", "v_invoices", "v_payments"}
 SEMANTICS = {"S": "won", "F": "lost", None: "open"}
@@ -72,6 +72,7 @@ def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipelin
         "v_stage_history",
         "v_product_rows",
         "v_deal_contacts",
+        "v_stages",
         "v_stage_funnel",
         "v_deal_activities",
         "v_product_revenue",
@@ -242,3 +243,36 @@ def test_field_labels_are_column_comments(pipeline: dlt.Pipeline, portal: Portal
     meta = portal.call("crm.deal.fields")
     assert comments["uf_crm_1699000007"] == meta["UF_CRM_1699000007"]["listLabel"] == "Clinic"
     assert comments["title"] == meta["TITLE"]["title"]
+
+
+def test_v_stages_names_the_dictionary_and_pipeline_of_every_value_the_records_use(
+    pipeline: dlt.Pipeline, portal: Portal
+) -> None:
+    """Independently of how the view reads ENTITY_ID: every (pipeline, stage) a deal or smart-process item has
+    on the portal is a row of v_stages with that entity type, pipeline id and the pipeline's name from
+    crm.category.list; a lead's status is a lead status, its source a source."""
+    run(pipeline, portal)
+    rows = query(pipeline, "SELECT * FROM {}", "v_stages")
+    by_value: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_value[(row["dictionary"], row["status_id"])].append(row)
+    catalog = portal_catalog(portal)
+    used = {(2, int(d["CATEGORY_ID"]), d["STAGE_ID"]) for d in portal_list(portal, catalog.entity("deals"))}
+    for spec in catalog.smart_processes:
+        used |= {(spec.entity_type_id, i["categoryId"], i["stageId"]) for i in portal_list(portal, spec)}
+    names = {
+        (type_id, c["id"]): c["name"]
+        for type_id in {u[0] for u in used}
+        for c in portal.call("crm.category.list", {"entityTypeId": type_id})["categories"]
+    }
+    assert len({u[0] for u in used}) >= 3
+    for type_id, category, stage in used:
+        kind = "deal stage" if type_id == 2 else "smart process stage"
+        (row,) = [r for r in by_value[(kind, stage)] if r["entity_type_id"] == type_id]
+        assert (row["pipeline_id"], row["pipeline_name"]) == (category, names[(type_id, category)]), stage
+        assert row["stage_semantics"] in ("open", "won", "lost")
+    leads = list(portal_list(portal, catalog.entity("leads")))
+    assert all(by_value[("lead status", lead["STATUS_ID"])] for lead in leads)
+    assert all(by_value[("source", lead["SOURCE_ID"])] for lead in leads if lead["SOURCE_ID"])
+    assert {r["stage_semantics"] for r in rows if r["dictionary"] == "lead status"} >= {"converted", "junk", "open"}
+    assert {r["stage_semantics"] for r in rows if r["dictionary"] == "source"} == {None}
