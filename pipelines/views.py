@@ -305,6 +305,22 @@ class EntityView:
         elif info.type in _USER_TYPES:
             value = self._user_name(column) or value
         self.query.add(value, label, info.code)
+        if info.type == "crm" and (named := self._crm_reference_name(value)):
+            self.query.add(named, f"{label} name", info.code)
+
+    def _crm_reference_name(self, value: str) -> str | None:
+        """A `crm` user field links any record as `<prefix>_<id>` (C_118 a contact, CO_5 a company, D_12 a deal,
+        L_3 a lead): the linked record's name, from whichever of those tables the dataset has."""
+        names = []
+        for prefix, table, title in (("C", "contacts", None), ("CO", "companies", "title"), ("D", "deals", "title"),
+                                     ("L", "leads", "title")):  # fmt: skip
+            if not self.dataset.has(table, "id") or (title and not self.dataset.has(table, title)):
+                continue
+            alias = self.query.join(table, f"{literal(prefix + '_')} || CAST({{j}}.id AS VARCHAR) = {value}")
+            name = f"{alias}.{title}" if title else full_name(alias, self.dataset, table)
+            if name:
+                names.append(name)
+        return f"COALESCE({', '.join(names)})" if names else None
 
     def _has_options(self) -> bool:
         return self.dataset.has("fields__items", "id", "value", "_dlt_parent_id")

@@ -89,6 +89,7 @@ def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipelin
     services, services_label, services_options = ufs[("enumeration", True)]
     prepayment, prepayment_label, _ = ufs[("money", False)]
     coordinator, coordinator_label, _ = ufs[("employee", False)]
+    referrer, referrer_label, _ = ufs[("crm", False)]
     services_values = children(pipeline, naming.shorten_fragments("deals", naming.normalize_identifier(services)))
 
     view = by_id(pipeline, "v_deals")
@@ -121,8 +122,14 @@ def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipelin
         assert v[prepayment_label] == deal[money + "_amount"]
         assert v[f"{prepayment_label} currency"] == deal[money + "_currency"]
         assert v[coordinator_label] == full_name(users.get(deal[naming.normalize_identifier(coordinator)]))
+        link = deal[naming.normalize_identifier(referrer)]  # a `crm` field: C_<contact id> or CO_<company id>
+        kind, _, linked = (link or "").partition("_")
+        expected = full_name(contacts.get(int(linked))) if kind == "C" else None
+        expected = companies[int(linked)]["title"] if kind == "CO" else expected
+        assert v[referrer_label] == link and v[f"{referrer_label} name"] == expected, link
+        checked["referrers"] += expected is not None
         checked["labels"] += bool(enum_id is not None and chosen and deal[money + "_amount"] is not None)
-    assert checked["won"] and checked["lost"] and checked["open"] and checked["labels"]
+    assert checked["won"] and checked["lost"] and checked["open"] and checked["labels"] and checked["referrers"]
     assert any(isinstance(v[prepayment_label], Decimal) for v in view.values())
 
     leads = by_id(pipeline, "v_leads")
