@@ -304,6 +304,9 @@ class EntityView:
             value = f"{alias}.value"
         elif info.type in _USER_TYPES:
             value = self._user_name(column) or value
+        elif info.type == "address":  # "Tverskaya st. 7, Moscow|55.757;37.615|17": the address, its coordinates
+            self.query.add(f"NULLIF(split_part({value}, '|', 2), '')", f"{label} coordinates", info.code)
+            value = f"NULLIF(split_part({value}, '|', 1), '')"
         self.query.add(value, label, info.code)
         if info.type == "crm" and (named := self._crm_reference_name(value)):
             self.query.add(named, f"{label} name", info.code)

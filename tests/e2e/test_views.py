@@ -90,6 +90,7 @@ def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipelin
     prepayment, prepayment_label, _ = ufs[("money", False)]
     coordinator, coordinator_label, _ = ufs[("employee", False)]
     referrer, referrer_label, _ = ufs[("crm", False)]
+    hotel, hotel_label, _ = ufs[("address", False)]
     services_values = children(pipeline, naming.shorten_fragments("deals", naming.normalize_identifier(services)))
 
     view = by_id(pipeline, "v_deals")
@@ -128,8 +129,12 @@ def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipelin
         expected = companies[int(linked)]["title"] if kind == "CO" else expected
         assert v[referrer_label] == link and v[f"{referrer_label} name"] == expected, link
         checked["referrers"] += expected is not None
+        address, _, rest = (deal[naming.normalize_identifier(hotel)] or "").partition("|")
+        assert v[hotel_label] == (address or None) and v[f"{hotel_label} coordinates"] == (rest.split("|")[0] or None)
+        checked["addresses"] += bool(rest)
         checked["labels"] += bool(enum_id is not None and chosen and deal[money + "_amount"] is not None)
     assert checked["won"] and checked["lost"] and checked["open"] and checked["labels"] and checked["referrers"]
+    assert checked["addresses"]
     assert any(isinstance(v[prepayment_label], Decimal) for v in view.values())
 
     leads = by_id(pipeline, "v_leads")
