@@ -98,10 +98,7 @@ class ProgressDisplay:
         self._drawn = 0  # lines of the live block on screen
         self._logged: dict[str, int] = {}  # rows per resource at its last log line
 
-    def __call__(self, run: RunMeter, meter: ResourceMeter | None) -> None:
-        if meter is None:
-            self._on_step(run)
-            return
+    def __call__(self, run: RunMeter, meter: ResourceMeter) -> None:
         now = self._clock()
         finished = all(m.done for m in run.resources.values())
         if self.terminal:
@@ -118,9 +115,9 @@ class ProgressDisplay:
                     self._logged[each.name] = each.rows
                     log.info("%s", describe(each, self.rate))
 
-    def _on_step(self, run: RunMeter) -> None:
+    def on_step(self, run: RunMeter, step: StepMeter) -> None:
         """A step of dlt's started, counted or ended: redrawn like a page; logged when it starts and ends."""
-        step, now = run.steps[-1], self._clock()
+        now = self._clock()
         if self.terminal:
             if step.done or now - self._last >= REDRAW_SECONDS:
                 self._last = now

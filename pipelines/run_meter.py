@@ -51,8 +51,8 @@ class StepMeter:
         return sum(n for name, n in self.counts.items() if name not in ("Files", "Jobs"))
 
 
-# Called after every page (with the page's resource) and on every update of a step (with None).
-Listener = Callable[["RunMeter", ResourceMeter | None], None]
+Listener = Callable[["RunMeter", ResourceMeter], None]  # after every page, with the page's resource
+StepListener = Callable[["RunMeter", StepMeter], None]  # when a step starts, counts or ends
 
 
 class _PageStep(ItemTransform[Any, dict[str, Any]]):
@@ -71,8 +71,14 @@ class RunMeter:
     """Counters for the resources of one run, fed by steps `attach` puts on the source's resources. A
     `listener` (the CLI's progress display) is called after every page."""
 
-    def __init__(self, listener: Listener | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        listener: Listener | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_step: StepListener | None = None,
+    ):
         self.listener = listener
+        self.on_step = on_step
         self.resources: dict[str, ResourceMeter] = {}
         self.steps: list[StepMeter] = []  # normalize and load, as dlt runs them
         self.client: Bitrix24Client | None = None
@@ -149,8 +155,8 @@ class RunMeter:
             self._tell()
 
     def _tell(self) -> None:
-        if self.listener is not None:
-            self.listener(self, None)
+        if self.on_step is not None:
+            self.on_step(self, self.steps[-1])
 
     @property
     def elapsed(self) -> float:

@@ -136,7 +136,7 @@ def run_meter(args: argparse.Namespace, client: Bitrix24Client, pipeline: dlt.Pi
         return RunMeter()
     terminal = sys.stderr.isatty()
     display = ProgressDisplay(sys.stderr, terminal=terminal, rate=client.bucket.rate, interval=args.progress_interval)
-    meter = RunMeter(display)
+    meter = RunMeter(display, on_step=display.on_step)
     if terminal and getattr(args, "since", None) is None:  # a backfill's window is not counted
         catalog = pipeline_catalog(pipeline)
         names = catalog.select(args.resources)

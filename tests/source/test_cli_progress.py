@@ -41,7 +41,7 @@ class FakeClock:
 
 
 def meter_with(display: ProgressDisplay, clock: FakeClock, *names: str) -> RunMeter:
-    run = RunMeter(display, clock=clock)
+    run = RunMeter(display, clock=clock, on_step=display.on_step)
     run.resources = {n: ResourceMeter(n) for n in names}
     return run
 
