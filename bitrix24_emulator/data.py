@@ -43,9 +43,9 @@ from .seed_pools import (
     SERVICES,
     TRANSLIT,
     UF_PLAN,
-    UTM,
     person_last_name,
     ru_female,
+    utm_of,
 )
 from .seed_wider_crm import seed_wider_crm
 from .store import EntityTable, Store, UserField
@@ -228,7 +228,8 @@ class _Timeline:
     def __init__(self, rng: random.Random, n: int):
         self.n = max(n, 1)
         self.span = PORTAL_END - PORTAL_START - 3600
-        self.burst = {rng.randrange(self.n) for _ in range(max(1, self.n // 400))}
+        # the first index of each burst of 25 (a multiple of 25: `created` looks bursts up by i - i % 25)
+        self.burst = {rng.randrange(self.n) // 25 * 25 for _ in range(max(1, self.n // 400))}
         self.mass_updates = sorted(rng.randint(PORTAL_END - 86400 * 400, PORTAL_END - 600) for _ in range(8))
 
     def created(self, i: int, b: _Bits) -> int:
@@ -352,6 +353,7 @@ class _Generator:
         self.staff = [tuple(1 + rng.randrange(self.users) for _ in range(5)) for _ in range(TEMPLATES)]
         self.deal_amounts: dict[int, tuple[float, str]] = {}
         self.invoice_amounts: dict[int, tuple[float, str, str]] = {}
+        self.converted_leads: list[tuple[int, int]] = []  # (id, created) of CONVERTED leads: the deals' leads
 
     def _common(self, key: str) -> tuple[_Timeline, list[tuple[Any, ...]]]:
         return _Timeline(self.rng, self.counts[key]), self.uf_templates[key]
@@ -483,15 +485,18 @@ class _Generator:
     def contacts(self, conn: Any) -> None:
         n, rng, companies = self.counts["contact"], self.rng, self.counts["company"]
         tl, ufs = self._common("contact")
-        misc = _templates(
-            lambda: (
+
+        def contact_misc() -> tuple[Any, ...]:
+            source = rng.choice(SOURCES)[0]
+            return (
                 rng.choice(SIMPLE_DICTIONARIES["CONTACT_TYPE"])[0],
-                rng.choice(SOURCES)[0],
+                source,
                 rng.choice(POSITIONS),
                 *rng.choice(CITIES),
-                rng.choice(UTM),
-            ),
-        )
+                utm_of(source, rng)[0],
+            )
+
+        misc = _templates(contact_misc)
         names = [
             "ID",
             "HONORIFIC",
@@ -564,17 +569,18 @@ class _Generator:
         tl, ufs = self._common("lead")
         statuses = [s.status_id for s in LEAD_STATUSES]
         semantic = {s.status_id: {"S": "S", "F": "F"}.get(s.semantics or "", "P") for s in LEAD_STATUSES}
-        misc = _templates(
-            lambda: (
-                rng.choice(SOURCES)[0],
+
+        def lead_misc() -> tuple[Any, ...]:
+            source = rng.choice(SOURCES)[0]
+            return (
+                source,
                 rng.choice([None, "Instagram DM", "Форма на сайте"]),
                 rng.choice(POSITIONS),
                 *rng.choice(CITIES),
-                rng.choice(UTM),
-                rng.choice([None, "cpc", "social"]),
-                rng.choice([None, "hair_2024", "dent"]),
-            ),
-        )
+                *utm_of(source, rng),
+            )
+
+        misc = _templates(lead_misc)
         names = [
             "ID",
             "TITLE",
@@ -626,6 +632,8 @@ class _Generator:
                 status = statuses[b2.take(len(statuses))]
                 phone, email = b2.take(10) < 9, b2.take(10) < 6
                 converted = status == "CONVERTED"
+                if converted:
+                    self.converted_leads.append((rid, created))
                 cur = CURRENCIES[b2.take(8)]
                 yield (
                     rid,
@@ -670,13 +678,13 @@ class _Generator:
             for c, (_n, _s, items) in DEAL_CATEGORIES.items()
         }
         deal_types = [t for t, _ in SIMPLE_DICTIONARIES["DEAL_TYPE"]]
-        misc = _templates(
-            lambda: (
-                rng.choice(SOURCES)[0],
+
+        def deal_misc() -> tuple[Any, ...]:
+            source = rng.choice(SOURCES)[0]
+            return (
+                source,
                 rng.choice([None, None, "Instagram", "Партнёр"]),
-                rng.choice(UTM),
-                rng.choice([None, "cpc", "social"]),
-                rng.choice([None, "hair_2024", "dental_tr", "ivf"]),
+                *utm_of(source, rng),
                 rng.choice(
                     [
                         None,
@@ -686,8 +694,9 @@ class _Generator:
                         "Bitte Rückruf",
                     ]
                 ),
-            ),
-        )
+            )
+
+        misc = _templates(deal_misc)
         names = [
             "ID",
             "TITLE",
@@ -732,6 +741,8 @@ class _Generator:
         day = self.day
         amounts = self.deal_amounts
         pay_share = 3  # one deal in three gets payments
+        due = self._converted_lead_queue(n, leads)
+        waiting: list[tuple[int, int]] = []  # converted leads due, without their deal yet (oldest first)
 
         def rows() -> Iterator[tuple[Any, ...]]:
             for i in range(n):
@@ -739,6 +750,8 @@ class _Generator:
                 b = _Bits(getbits(320))
                 b2 = _Bits(getbits(320))
                 created = tl.created(i, b)
+                waiting.extend(due.get(i, ()))
+                lead = waiting.pop(0) if waiting and waiting[0][1] < created else None  # made after its lead
                 staff = self.staff[b.take(TEMPLATES)]
                 modified = tl.modified(created, b)
                 cat = cats[b.take(8)]
@@ -779,7 +792,7 @@ class _Generator:
                     modified,
                     staff[3],
                     modified,
-                    1 + b2.take(max(1, leads * rid // n)) if leads and b2.take(10) < 3 else None,
+                    lead[0] if lead else None,
                     modified if b2.take(2) else None,
                     staff[4],
                     *misc[b2.take(TEMPLATES)],
@@ -787,6 +800,15 @@ class _Generator:
                 )
 
         _insert(conn, self.store.table("deal"), names, rows())
+
+    def _converted_lead_queue(self, n: int, leads: int) -> dict[int, list[tuple[int, int]]]:
+        """deal index -> converted leads (id, created) that become due there: at about the lead's own time (ids
+        follow creation time), every fifth lead twice. A due lead goes to the first deal created after it."""
+        due: dict[int, list[tuple[int, int]]] = {}
+        for k, (lead, created) in enumerate(self.converted_leads):
+            for extra in range(2 if k % 5 == 4 else 1):
+                due.setdefault(min(n - 1, lead * n // max(leads, 1) + 3 * extra), []).append((lead, created))
+        return due
 
     def invoices(self, conn: Any) -> None:
         n, rng = self.counts["smart_invoice"], self.rng

@@ -4,6 +4,8 @@ fields each entity carries (every UF type of the reference, labels in several la
 
 from __future__ import annotations
 
+from typing import Any
+
 FIRST = {
     "ru": [
         "Анна",
@@ -158,7 +160,26 @@ LANGS = list(FIRST)
 CURRENCIES = ["RUB", "RUB", "RUB", "USD", "USD", "EUR", "EUR", "TRY"]
 RATE = {"RUB": 90.0, "USD": 1.0, "EUR": 0.92, "TRY": 32.0}
 POSITIONS = ["Manager", "Director", "Главный врач", "Koordinator", "Satış müdürü", "Patient", "Пациент", None]
-UTM = [None, None, None, "google", "yandex", "instagram", "facebook", "tiktok"]
+# What an advertising source leaves in a record's UTM tags: (utm_source, utm_medium); a source not listed (a call,
+# a recommendation, a fair) leaves none. ADVERTISING is any of the paid networks; the website and its forms are
+# reached through search (organic) or directly.
+UTM_BY_SOURCE: dict[str, list[tuple[str | None, str | None]]] = {
+    "UC_GOOGLE_ADS": [("google", "cpc")],
+    "UC_YANDEX_DIRECT": [("yandex", "cpc")],
+    "UC_INSTAGRAM": [("instagram", "social"), ("instagram", "cpc")],
+    "UC_FACEBOOK": [("facebook", "cpc")],
+    "UC_TIKTOK": [("tiktok", "social")],
+    "ADVERTISING": [("google", "cpc"), ("yandex", "cpc"), ("facebook", "cpc"), ("instagram", "cpc")],
+    "WEB": [(None, None), ("google", "organic"), ("yandex", "organic")],
+    "WEBFORM": [(None, None), ("google", "organic"), ("yandex", "organic")],
+}
+CAMPAIGNS = ["hair_2024", "dental_tr", "ivf", "checkup_de"]
+
+
+def utm_of(source: str, rng: Any) -> tuple[str | None, str | None, str | None]:
+    """(utm_source, utm_medium, utm_campaign) that agree with the record's source: a paid click has a campaign."""
+    utm, medium = rng.choice(UTM_BY_SOURCE.get(source, [(None, None)]))
+    return utm, medium, rng.choice(CAMPAIGNS) if medium == "cpc" else None
 
 
 def _labels(en: str, ru: str, de: str | None = None) -> dict[str, dict[str, str]]:

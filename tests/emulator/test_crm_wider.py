@@ -62,3 +62,37 @@ def test_the_generated_portal_is_coherent() -> None:
             links = portal.call("crm.deal.contact.items.get", {"id": deal_id})
             primary = [int(c["CONTACT_ID"]) for c in links if c["IS_PRIMARY"] == "Y"]
             assert primary == ([int(deal["CONTACT_ID"])] if deal["CONTACT_ID"] else [])
+
+
+# An advertising source and the UTM tags its clicks carry; any other source carries none.
+PAID = {"UC_GOOGLE_ADS": {"google"}, "UC_YANDEX_DIRECT": {"yandex"}, "UC_INSTAGRAM": {"instagram"},
+        "UC_FACEBOOK": {"facebook"}, "UC_TIKTOK": {"tiktok"},
+        "ADVERTISING": {"google", "yandex", "facebook", "instagram"}}  # fmt: skip
+SEARCH = {"WEB", "WEBFORM"}  # the website: reached directly or through search
+
+
+def test_the_generated_sales_story_is_coherent() -> None:
+    """Deals come from converted leads only, after them; UTM tags agree with the source; payments are in their
+    deal's currency and add up to at most its amount."""
+    with Portal(deals=600, leads=300, contacts=150, companies=30, users=5, limits=False) as portal:
+        conn = portal.store.conn
+        leads = {i: (s, c) for i, s, c in conn.execute("SELECT ID, STATUS_ID, DATE_CREATE FROM lead")}
+        deals = conn.execute("SELECT ID, LEAD_ID, DATE_CREATE FROM deal WHERE LEAD_ID IS NOT NULL").fetchall()
+        assert deals
+        for _deal, lead, created in deals:
+            assert leads[lead][0] == "CONVERTED" and leads[lead][1] < created
+        converted = {i for i, (s, _c) in leads.items() if s == "CONVERTED"}
+        assert converted == {lead for _d, lead, _c in deals}  # every converted lead became a deal, no other lead
+        assert len(deals) > len(converted)  # some leads became two deals
+        for table in ("lead", "deal", "contact"):
+            for source, utm in conn.execute(f"SELECT SOURCE_ID, UTM_SOURCE FROM {table}"):
+                allowed = PAID.get(source, {"google", "yandex", None} if source in SEARCH else {None})
+                assert utm in allowed, (table, source, utm)
+        sums = conn.execute(
+            "SELECT d.ID, d.CURRENCY_ID, d.OPPORTUNITY, SUM(p.SUM), COUNT(*), SUM(p.CURRENCY <> d.CURRENCY_ID) "
+            "FROM payment p JOIN sale_order o ON o.ID = p.ORDER_ID JOIN deal d ON o.OWNER_TYPE_ID = 2 "
+            "AND d.ID = o.OWNER_ID GROUP BY d.ID"
+        ).fetchall()
+        assert sums
+        for _deal, _currency, amount, paid, parts, foreign in sums:
+            assert foreign == 0 and paid <= amount + 0.01 * parts
