@@ -316,33 +316,47 @@ COMPANY_FIELDS = [
     _f("LAST_COMMUNICATION_TIME", "string", "Last Communication Date", **_RO),
 ]
 
-SMART_INVOICE_FIELDS = [
-    _ID,
-    _f("XML_ID", "string", "External ID"),
-    _f("TITLE", "string", "Name"),
-    _f("ACCOUNT_NUMBER", "string", "Invoice #"),
-    _f("CATEGORY_ID", "crm_category", "Pipeline", immutable=True),
-    _f("STAGE_ID", "crm_status", "Stage", status_type="SMART_INVOICE_STAGE_5"),
-    _f("PREVIOUS_STAGE_ID", "crm_status", "Previous stage", read_only=True),
-    _f("BEGINDATE", "date", "Invoice date"),
-    _f("CLOSEDATE", "date", "Due date"),
-    _f("OPENED", "char", "Available to everyone"),
-    _f("COMPANY_ID", "crm_company", "Company"),
-    _f("CONTACT_ID", "crm_contact", "Contact"),
-    _f("MYCOMPANY_ID", "crm_company", "Your company details"),
-    _f("OPPORTUNITY", "double", "Amount"),
-    _f("IS_MANUAL_OPPORTUNITY", "char", "Manual amount"),
-    _f("TAX_VALUE", "double", "Tax"),
-    _f("CURRENCY_ID", "crm_currency", "Currency"),
-    _f("SOURCE_ID", "crm_status", "Source", status_type="SOURCE"),
-    _f("SOURCE_DESCRIPTION", "string", "Source information"),
-    _f("PARENT_ID_2", "crm_entity", "Deal"),
-    _f("COMMENTS", "string", "Comment"),
-    *_COMMON_TAIL,
-    _f("MOVED_BY_ID", "user", "Moved by", **_RO),
-    _f("MOVED_TIME", "datetime", "Moved on", **_RO),
-    *_ACTIVITY,
-]
+
+def _dynamic_fields(
+    *, head: list[StdField], stage_status: str | None, dates: tuple[str, str], own: StdField
+) -> list[StdField]:
+    """The standard fields of a `crm.item`-only type (smart invoices, smart processes; docs
+    crm/universal/crm-item-fields.md): the same list, with the few fields and titles each type has of its own."""
+    return [
+        _ID,
+        _f("XML_ID", "string", "External ID"),
+        _f("TITLE", "string", "Name"),
+        *head,
+        _f("CATEGORY_ID", "crm_category", "Pipeline", immutable=True),
+        _f("STAGE_ID", "crm_status", "Stage", status_type=stage_status),
+        _f("PREVIOUS_STAGE_ID", "crm_status", "Previous stage", read_only=True),
+        _f("BEGINDATE", "date", dates[0]),
+        _f("CLOSEDATE", "date", dates[1]),
+        _f("OPENED", "char", "Available to everyone"),
+        _f("COMPANY_ID", "crm_company", "Company"),
+        _f("CONTACT_ID", "crm_contact", "Contact"),
+        _f("MYCOMPANY_ID", "crm_company", "Your company details"),
+        _f("OPPORTUNITY", "double", "Amount"),
+        _f("IS_MANUAL_OPPORTUNITY", "char", "Manual amount"),
+        _f("TAX_VALUE", "double", "Tax"),
+        _f("CURRENCY_ID", "crm_currency", "Currency"),
+        _f("SOURCE_ID", "crm_status", "Source", status_type="SOURCE"),
+        _f("SOURCE_DESCRIPTION", "string", "Source information"),
+        _f("PARENT_ID_2", "crm_entity", "Deal"),
+        own,
+        *_COMMON_TAIL,
+        _f("MOVED_BY_ID", "user", "Moved by", **_RO),
+        _f("MOVED_TIME", "datetime", "Moved on", **_RO),
+        *_ACTIVITY,
+    ]
+
+
+SMART_INVOICE_FIELDS = _dynamic_fields(
+    head=[_f("ACCOUNT_NUMBER", "string", "Invoice #")],
+    stage_status="SMART_INVOICE_STAGE_5",
+    dates=("Invoice date", "Due date"),
+    own=_f("COMMENTS", "string", "Comment"),
+)
 
 # Quotes (entityTypeId 7): read through crm.item.* (crm.quote.* is deprecated); docs crm/quote/ and
 # crm/universal/crm-item-fields.md
@@ -368,34 +382,14 @@ QUOTE_FIELDS = [
     *_COMMON_TAIL,
 ]
 
-# A smart process's standard fields (docs crm/universal/crm-item-fields.md); which ones a type shows depends
-# on its flags, the emulator gives every type all of them.
-SMART_PROCESS_FIELDS = [
-    _ID,
-    _f("XML_ID", "string", "External ID"),
-    _f("TITLE", "string", "Name"),
-    _f("CATEGORY_ID", "crm_category", "Pipeline", immutable=True),
-    _f("STAGE_ID", "crm_status", "Stage"),
-    _f("PREVIOUS_STAGE_ID", "crm_status", "Previous stage", read_only=True),
-    _f("BEGINDATE", "date", "Start date"),
-    _f("CLOSEDATE", "date", "End date"),
-    _f("OPENED", "char", "Available to everyone"),
-    _f("COMPANY_ID", "crm_company", "Company"),
-    _f("CONTACT_ID", "crm_contact", "Contact"),
-    _f("MYCOMPANY_ID", "crm_company", "Your company details"),
-    _f("OPPORTUNITY", "double", "Amount"),
-    _f("IS_MANUAL_OPPORTUNITY", "char", "Manual amount"),
-    _f("TAX_VALUE", "double", "Tax"),
-    _f("CURRENCY_ID", "crm_currency", "Currency"),
-    _f("SOURCE_ID", "crm_status", "Source", status_type="SOURCE"),
-    _f("SOURCE_DESCRIPTION", "string", "Source information"),
-    _f("PARENT_ID_2", "crm_entity", "Deal"),
-    _f("WEBFORM_ID", "integer", "Created by CRM form", zero_when_empty=True),
-    *_COMMON_TAIL,
-    _f("MOVED_BY_ID", "user", "Moved by", **_RO),
-    _f("MOVED_TIME", "datetime", "Moved on", **_RO),
-    *_ACTIVITY,
-]
+# A smart process's standard fields; which ones a type shows depends on its flags, the emulator gives every type
+# all of them.
+SMART_PROCESS_FIELDS = _dynamic_fields(
+    head=[],
+    stage_status=None,
+    dates=("Start date", "End date"),
+    own=_f("WEBFORM_ID", "integer", "Created by CRM form", zero_when_empty=True),
+)
 
 
 @dataclass(frozen=True)

@@ -420,17 +420,20 @@ def _history_labels(dataset: Dataset) -> list[str]:
     return labels
 
 
-def live_owners(dataset: Dataset, alias: str, table: str, owners: dict[int, str]) -> tuple[str, str]:
-    """(LEFT JOINs, WHERE) that leave out the rows of `alias` (with entity_type_id / owner_type_id and owner_id
-    or id columns named in `owners`' tables) whose owner is marked deleted: entityTypeId -> owner table."""
-    type_column = "entity_type_id" if dataset.has(table, "entity_type_id") else "owner_type_id"
+def live_owners(
+    dataset: Dataset, alias: str, table: str, owners: dict[int, str], owner_column: str = "owner_id"
+) -> tuple[str, str]:
+    """(LEFT JOINs, WHERE) that leave out the rows of `alias` whose owner is marked deleted: `owners` is
+    entityTypeId -> owner table; the row names its owner by `owner_column` and, when it has one, its
+    entity_type_id / owner_type_id column (a table of one owner type, deal_contacts, has none)."""
+    type_column = next((c for c in ("entity_type_id", "owner_type_id") if dataset.has(table, c)), None)
     joins, live = "", []
     for type_id, owner in sorted(owners.items()):
         if dataset.has(owner, "id", DELETED_AT):
             o = f"d{type_id}"
-            joins += (
-                f" LEFT JOIN {dataset.table(owner)} {o} ON {alias}.{type_column} = {type_id} "
-                f"AND {o}.id = {alias}.owner_id" + same_portal(dataset, (table, alias), (owner, o))
+            of_type = f"{alias}.{type_column} = {type_id} AND " if type_column else ""
+            joins += f" LEFT JOIN {dataset.table(owner)} {o} ON {of_type}{o}.id = {alias}.{owner_column}" + same_portal(
+                dataset, (table, alias), (owner, o)
             )
             live.append(f"{o}.{DELETED_AT} IS NULL")
     return joins, (f" WHERE {' AND '.join(live)}" if live else "")
@@ -584,16 +587,10 @@ def deal_contacts_view(dataset: Dataset) -> str:
     the links of deals marked deleted."""
     child = dataset.table(dataset.child_of(DEAL_CONTACTS, "contacts"))
     portal = f"d.{quote(PORTAL_COLUMN)}, " if dataset.has(DEAL_CONTACTS, PORTAL_COLUMN) else ""
-    live = ""
-    if dataset.has("deals", "id", DELETED_AT):
-        live = (
-            f" LEFT JOIN {dataset.table('deals')} o ON o.id = d.deal_id"
-            + same_portal(dataset, (DEAL_CONTACTS, "d"), ("deals", "o"))
-            + f" WHERE o.{DELETED_AT} IS NULL"
-        )
+    joins, where = live_owners(dataset, "d", DEAL_CONTACTS, {2: "deals"}, owner_column="deal_id")
     return (
         f"SELECT {portal}d.deal_id, c.contact_id, c.sort, c.is_primary, d.read_at "
-        f"FROM {dataset.table(DEAL_CONTACTS)} d JOIN {child} c ON c._dlt_parent_id = d._dlt_id{live}"
+        f"FROM {dataset.table(DEAL_CONTACTS)} d JOIN {child} c ON c._dlt_parent_id = d._dlt_id{joins}{where}"
     )
 
 

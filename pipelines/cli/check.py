@@ -39,7 +39,9 @@ from sources.bitrix24 import (
     catalog_ids,
     connect,
     count_params,
+    product_id_query,
     smart_process_specs,
+    types_of,
 )
 
 ROWS_PER_REQUEST = 2500
@@ -153,10 +155,8 @@ def product_counts(client: Bitrix24Client, catalogs: Any) -> dict[int, int]:
     iblocks = catalog_ids(catalogs)
     if not iblocks:
         return {}
-    params = {"select": ["id", "iblockId"], "start": 0}
-    counted = client.batch(
-        {f"products_{i}": ("catalog.product.list", {**params, "filter": {"iblockId": i}}) for i in iblocks}
-    )
+    queries = {f"products_{i}": product_id_query(i) for i in iblocks}
+    counted = client.batch({key: (q.method, {**q.params, "start": 0}) for key, q in queries.items()})
     return {i: counted.total.get(f"products_{i}", 0) for i in iblocks if f"products_{i}" not in counted.errors}
 
 
@@ -178,10 +178,10 @@ def inventory(
     if with_catalog:
         commands[PRODUCTS] = ("catalog.catalog.list", {"select": ["iblockId"]})
     response = client.batch(commands)
-    types = response.result.get("types") if "types" not in response.errors else None
-    if isinstance(types, dict) and isinstance(types.get("types"), list):
+    types = types_of(response.result.get("types")) if "types" not in response.errors else None
+    if types is not None:
         known = set(catalog.entity_resources)
-        portal = Catalog.for_portal(smart_process_specs(types["types"]))
+        portal = Catalog.for_portal(smart_process_specs(types))
         new = [spec for spec in portal.entities if spec.resource not in known]
         if new:
             more = client.batch(_counts(portal, new))

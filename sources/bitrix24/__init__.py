@@ -68,9 +68,9 @@ from .portal_ids import PortalScan
 from .product_rows import COLUMNS as PRODUCT_ROW_COLUMNS
 from .product_rows import PRIMARY_KEY as PRODUCT_ROW_KEY
 from .product_rows import ProductRowReader
-from .products import PRODUCT_PLAN, ProductReader, catalog_ids
+from .products import PRODUCT_PLAN, ProductReader, catalog_ids, product_id_query
 from .reference import ReferenceReader, fields_rows, reference_due, reference_lists
-from .smart_processes import TYPES_PLAN, SmartProcessTypes, fetch_types, smart_process_specs
+from .smart_processes import TYPES_PLAN, SmartProcessTypes, fetch_types, smart_process_specs, types_of
 from .stage_history import HISTORY_PLAN, StageHistoryReader
 from .stage_history import PRIMARY_KEY as HISTORY_KEY
 from .state import SourceState
@@ -120,7 +120,9 @@ __all__ = [
     "count_params",
     "count_windows",
     "redact",
+    "product_id_query",
     "smart_process_specs",
+    "types_of",
 ]
 
 _MERGE = {"disposition": "merge", "strategy": "delete-insert"}

@@ -48,7 +48,8 @@ def smart_process_specs(types: Sequence[dict[str, Any]] | None) -> list[EntitySp
     return [smart_process_spec(int(t["entityTypeId"]), t) for t in types or () if t.get("entityTypeId")]
 
 
-def _types_of(result: Any) -> list[dict[str, Any]] | None:
+def types_of(result: Any) -> list[dict[str, Any]] | None:
+    """The types of a crm.type.list result (None when it is not one)."""
     types = result.get("types") if isinstance(result, dict) else None
     return [t for t in types if isinstance(t, dict)] if isinstance(types, list) else None
 
@@ -66,7 +67,7 @@ def fetch_types(client: Bitrix24Client, start: int | None = 0) -> list[dict[str,
         except Bitrix24Error as exc:
             log.warning("smart processes are not read: %s (crm.type.list needs CRM administrator rights)", exc)
             return []
-        types.extend(_types_of(response.result) or [])
+        types.extend(types_of(response.result) or [])
         start = response.next
     return types
 
@@ -84,7 +85,7 @@ class SmartProcessTypes(PlanPart):
 
     def discovered(self, plan: RunPlan) -> None:
         failure = plan.failure(TYPES_KEY, TYPES_METHOD)
-        types = _types_of(plan.result(TYPES_KEY))
+        types = types_of(plan.result(TYPES_KEY))
         if isinstance(failure, AuthError | ScopeError):
             return  # every other read fails the same way and says so
         if failure is not None or types is None:
