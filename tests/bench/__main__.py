@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nportal s = max(0, requests - 50) / 2: what a real portal's 2 req/s after the 50-request burst imposes")
     print(
         "rows/CPU-s = rows returned by the portal / (user+sys CPU of the sync process); target only on "
-        "'deals only' into DuckDB. rows loaded = rows into all tables, child tables of multiple fields included"
+        "'deals only' into DuckDB; x proto = its CPU / the bare prototype's (tests/bench/prototype.py) in "
+        "the same run. rows loaded = rows into all tables, child tables of multiple fields included"
     )
     print(
         "req target: the full sync counts R = rows of the root tables, one request per resource on top; "
@@ -115,8 +116,8 @@ def _size_cases(
     rows = incremental_suite(bench, emu, "duckdb", backfill_window=BACKFILL_WINDOW)
     if postgres_url:
         rows += incremental_suite(bench, emu, "postgres", postgres_url=postgres_url, backfill_window=BACKFILL_WINDOW)
-    deals = throughput_case(bench, emu)
-    rows.append(deals)
+    deals, prototype = throughput_case(bench, emu)
+    rows += [deals, prototype]
     strategies = () if args.no_baselines else BASELINES[label]
     if strategies:
         rows += baseline_suite(bench, emu, strategies, deals)

@@ -16,7 +16,8 @@ from .measure import run_measured
 
 ROWS_PER_REQUEST = 2500  # 50 pages of 50 rows in one batch: the API's floor
 BURST, RATE = 50, 2.0  # what a real portal allows: the burst, then 2 requests per second
-CPU_TARGET = 20_000  # rows per CPU second (deals into DuckDB, limits off)
+CPU_TARGET = 10_000  # rows per CPU second (deals into DuckDB, limits off, child tables included)
+CPU_RATIO_TARGET = 1.5  # our CPU of the deals-only sync / the bare prototype's, same run, same portal
 SCAN_SLACK = 1.10  # rows scanned within 10% of rows returned
 ENTITY_METHODS = {
     "deals": "crm.deal.list",
@@ -50,6 +51,7 @@ class Row:
     subcalls: dict[str, int] = field(default_factory=dict)  # the emulator's count of batch commands by method
     checks: dict[str, Check] = field(default_factory=dict)
     note: str = ""
+    cpu_ratio: float | None = None  # CPU seconds / the bare prototype's on the same portal in the same run
 
     @property
     def rows_per_request(self) -> float:
@@ -134,6 +136,22 @@ class Bench:
             ENTITY_METHODS[resource],
         ]
         return self._measure(emu, argv, f"{resource}: full read", "-", strategy)
+
+    def prototype(self, emu: Emulator, entity: str, work: Path) -> Row:
+        argv = [
+            *self.nice,
+            sys.executable,
+            "-m",
+            "tests.bench.runner",
+            "prototype",
+            "--webhook",
+            emu.webhook,
+            "--entity",
+            entity,
+            "--duckdb-path",
+            str(work / "prototype.duckdb"),
+        ]
+        return self._measure(emu, argv, f"{entity}s only: bare prototype", "duckdb", "prototype")
 
     def _measure(self, emu: Emulator, argv: list[str], case: str, destination: str, strategy: str) -> Row:
         self.progress(f"{emu.size.label} {destination} {strategy}: {case}")
@@ -244,13 +262,19 @@ def incremental_suite(
     return rows
 
 
-def throughput_case(bench: Bench, emu: Emulator) -> Row:
-    """Deals alone into DuckDB: the CPU target's case."""
+def throughput_case(bench: Bench, emu: Emulator) -> tuple[Row, Row]:
+    """Deals alone into DuckDB, then the bare prototype (`prototype.py`) on the same portal: the CPU targets'
+    case, our CPU as a ratio to the prototype's."""
     work = fresh(bench.results / "work" / f"{emu.size.label}-deals-only")
     row = bench.sync(emu, "deals only (CPU target)", "duckdb", work, resources=["deals"])
     row.checks["requests"] = full_sync_target(row)
     row.checks["cpu"] = cpu_target(row)
-    return row
+    proto = bench.prototype(emu, "deal", work)
+    proto.cpu_ratio = 1.0
+    if proto.cpu_seconds:
+        row.cpu_ratio = row.cpu_seconds / proto.cpu_seconds
+        row.checks["cpu_ratio"] = Check(f"<= {CPU_RATIO_TARGET}x prototype", row.cpu_ratio <= CPU_RATIO_TARGET)
+    return row, proto
 
 
 def baseline_suite(bench: Bench, emu: Emulator, strategies: tuple[str, ...], ours_deals: Row | None) -> list[Row]:

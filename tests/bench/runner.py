@@ -4,6 +4,7 @@
     python -m tests.bench.runner sync --webhook URL --destination duckdb --duckdb-path P --pipelines-dir D
         [--resources deals,leads] [--backfill SINCE UNTIL] [--full-refresh]
     python -m tests.bench.runner baseline --webhook URL --strategy offset_batches --method crm.deal.list
+    python -m tests.bench.runner prototype --webhook URL --entity deal --duckdb-path P
 
 Prints one JSON line on stdout: {"requests": ..., "rows": ..., "row_counts": {...}}.
 """
@@ -57,6 +58,16 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "row_counts": {args.method: rows}}
 
 
+def run_prototype(args: argparse.Namespace) -> dict[str, Any]:
+    import requests
+
+    from .prototype import read_into_duckdb
+
+    with requests.Session() as session:
+        rows = read_into_duckdb(session, args.webhook, args.entity, args.duckdb_path)
+    return {"rows": rows, "row_counts": {args.entity: rows}}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.runner")
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -74,12 +85,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--webhook", required=True)
     b.add_argument("--strategy", choices=("offset_pages", "offset_batches"), required=True)
     b.add_argument("--method", required=True)
+    p = sub.add_parser("prototype")
+    p.add_argument("--webhook", required=True)
+    p.add_argument("--entity", default="deal")
+    p.add_argument("--duckdb-path", required=True)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = run_sync(args) if args.mode == "sync" else run_baseline(args)
+    run = {"sync": run_sync, "baseline": run_baseline, "prototype": run_prototype}[args.mode]
+    result = run(args)
     print(json.dumps(result), flush=True)
     return 0
 
