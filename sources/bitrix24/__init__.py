@@ -217,9 +217,9 @@ def bitrix24(
     parts: list[PlanPart] = [metadata, types]
     wanted: list[tuple[Any, str, Any, dict[str, Any], Any]] = []  # pages, name, disposition, columns, key
     for spec in entities:
-        reader = EntityReader(spec, options, metadata)
+        reader = EntityReader(spec, options, metadata, DELETED_AT_COLUMN)
         parts.append(reader)
-        wanted.append((reader.pages, spec.resource, _MERGE, DELETED_AT_COLUMN, spec.id_field))
+        wanted.append((reader.pages, spec.resource, _MERGE, {}, spec.id_field))
     if PAYMENTS in selected:
         payments = PaymentReader(client, options, catalog.payment_owners, run.coverage)
         parts.append(payments)

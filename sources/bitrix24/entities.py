@@ -11,6 +11,7 @@ from typing import Any
 import dlt
 
 from .api import Bitrix24Error, TransientError
+from .arrow_pages import REPLACED, ROOT_KEY, child_columns, quiet_json_notice, tables
 from .catalog import EntitySpec
 from .fields import CoercionReport
 from .metadata import FieldMetadata
@@ -39,8 +40,16 @@ def vanished(failure: Bitrix24Error | None) -> bool:
 
 
 class EntityReader(PlanPart):
-    def __init__(self, spec: EntitySpec, options: SyncOptions, metadata: FieldMetadata):
+    def __init__(
+        self,
+        spec: EntitySpec,
+        options: SyncOptions,
+        metadata: FieldMetadata,
+        root_columns: Mapping[str, Any] | None = None,
+    ):
+        """`root_columns`: hints the root table has besides the plan's (the deletion mark)."""
         self.spec = spec
+        self.root_columns = dict(root_columns or {})
         self.options = options
         self.metadata = metadata
         self.invalid: Counter[str] = Counter()
@@ -71,18 +80,42 @@ class EntityReader(PlanPart):
         if self.spec.discovered and vanished(plan.failure(self.spec.resource, self.spec.list_method)):
             log.info("%s: the portal no longer has this smart process; its table is kept", self.spec.resource)
             return
-        hinted = False
-        for page in plan.chain_pages(self.spec.resource, self.query(), "p"):
+        load_id = dlt.current.load_package_state()["load_id"]
+        schema = dlt.current.source_schema()
+        table = self.spec.resource
+        quiet_json_notice(table)
+        hinted: set[str] = set()
+        for page in plan.chain_pages(table, self.query(), "p"):
             rows, replanned = self._coerce(page)
-            if replanned or not hinted:
-                hinted = True
-                columns = self.metadata.plan(self.spec).columns()
-                yield dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=columns))
-            else:
-                yield rows
+            if replanned:
+                hinted.clear()
+            field_plan = self.metadata.plan(self.spec)
+            typed = tables(field_plan, rows, id_field=self.spec.id_field, load_id=load_id)
+            yield self._marked(typed.root, table, hinted, lambda: {**field_plan.columns(), **self.root_columns})
+            for code, child in typed.children.items():
+                name = self._child_table(schema.naming, code)
+                if name in hinted or name in schema.tables or child[REPLACED].null_count:  # markers only: nothing to replace yet
+                    spec = field_plan.specs[code]
+                    yield self._marked(child, name, hinted, lambda spec=spec: child_columns(spec), child=True)
         self._log_findings()
         if self.options.backfill is None:
             SourceState.current().set_cursor(self.spec.resource, plan.next_cursor())
+
+    def _child_table(self, naming: Any, code: str) -> str:
+        """The table of a multiple field, named as dlt names a nested table (and the `fields` table says)."""
+        return str(naming.shorten_fragments(self.spec.resource, naming.normalize_identifier(code)))
+
+    @staticmethod
+    def _marked(item: Any, table: str, hinted: set[str], columns: Any, child: bool = False) -> Any:
+        """A table's first page of the run (or after a replan) carries its hints, as a variant of the
+        resource's so that a multiple field's table gets none of the root's; later pages only its name. A
+        record's list is merged on `_dlt_root_id` (`arrow_pages.py`)."""
+        if table in hinted:
+            return dlt.mark.with_table_name(item, table)
+        hinted.add(table)
+        keys: dict[str, Any] = {"primary_key": [], "merge_key": ROOT_KEY} if child else {}
+        hints = dlt.mark.make_hints(table_name=table, columns=columns(), **keys)
+        return dlt.mark.with_hints(item, hints, create_table_variant=True)
 
     def _coerce(self, page: Page) -> tuple[list[dict[str, Any]], bool]:
         """Coerce with the plan; a user field the metadata does not know (added on the portal mid-run) refreshes

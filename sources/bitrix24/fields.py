@@ -73,7 +73,7 @@ _KIND_BY_TYPE: dict[str, str] = {
     "crm_enum_activitynotifytype": "int",
     "crm_enum_ownertype": "int",
 }
-_COLUMN_TYPE: dict[str, dict[str, Any]] = {
+COLUMN_TYPE: dict[str, dict[str, Any]] = {
     "int": {"data_type": "bigint"},
     "link": {"data_type": "bigint"},
     "enum": {"data_type": "bigint"},
@@ -354,7 +354,7 @@ class FieldPlan:
             multiple = bool(m.get("isMultiple")) or m.get("type") == "crm_multifield"
             kind = "multifield" if m.get("type") == "crm_multifield" else field_kind(code, m)
             kept = _KIND_BY_DATA_TYPE.get(existing.get(code, ""))
-            if kept and not multiple and kind != "money" and _COLUMN_TYPE[kind]["data_type"] != existing[code]:
+            if kept and not multiple and kind != "money" and COLUMN_TYPE[kind]["data_type"] != existing[code]:
                 kind = kept
             self.specs[code] = FieldSpec(code, kind, multiple, field_label(m))
         self._options = {
@@ -377,11 +377,11 @@ class FieldPlan:
                 continue
             described = {"description": spec.label} if spec.label else {}
             if spec.kind == "money":
-                columns[spec.code] = {**_COLUMN_TYPE["text"], **described}
-                columns[spec.code + AMOUNT_SUFFIX] = {**_COLUMN_TYPE["decimal"], **described}
-                columns[spec.code + CURRENCY_SUFFIX] = {**_COLUMN_TYPE["text"], **described}
+                columns[spec.code] = {**COLUMN_TYPE["text"], **described}
+                columns[spec.code + AMOUNT_SUFFIX] = {**COLUMN_TYPE["decimal"], **described}
+                columns[spec.code + CURRENCY_SUFFIX] = {**COLUMN_TYPE["text"], **described}
             else:
-                columns[spec.code] = {**_COLUMN_TYPE[spec.kind], **described}
+                columns[spec.code] = {**COLUMN_TYPE[spec.kind], **described}
         return columns
 
     def knows(self, key: str) -> bool:
