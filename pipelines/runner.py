@@ -34,6 +34,7 @@ from pipelines.crash_repair import (
 )
 from pipelines.deletes import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
 from pipelines.destinations import DestinationError, default_writer_settings, explain, hide_passwords, profile
+from pipelines.list_tables import migrate_list_tables
 from pipelines.partition import partition_by_portal
 from pipelines.run_log import append_run, run_record, utc_stamp
 from pipelines.run_meter import RunMeter, StepCollector
@@ -294,6 +295,7 @@ def _locked_sync(
     if full_refresh or pipeline.has_pending_data:  # a load that may drop tables: Postgres refuses under views
         drop_views(pipeline, pipeline_catalog(pipeline))
     finished = finish_pending(pipeline)
+    migrate_list_tables(pipeline, pipeline_catalog(pipeline))  # a warehouse an older version loaded
     options = dict(source_options or {})
     if window:
         options.update(backfill_since=window.since, backfill_until=window.until)

@@ -233,4 +233,3 @@ def child_columns(spec: FieldSpec) -> dict[str, dict[str, Any]]:
     else:
         value = {"value": {**COLUMN_TYPE[spec.kind], **described}}
     return {**value, **CHILD_HINTS}
-

@@ -10,7 +10,7 @@ from typing import Any
 
 import dlt
 
-from .api import Bitrix24Error, TransientError
+from .api import Bitrix24Error, ConfigError, TransientError
 from .arrow_pages import REPLACED, ROOT_KEY, child_columns, quiet_json_notice, tables
 from .catalog import EntitySpec
 from .fields import CoercionReport
@@ -91,10 +91,17 @@ class EntityReader(PlanPart):
                 hinted.clear()
             field_plan = self.metadata.plan(self.spec)
             typed = tables(field_plan, rows, id_field=self.spec.id_field, load_id=load_id)
-            yield self._marked(typed.root, table, hinted, lambda: {**field_plan.columns(), **self.root_columns})
+            root_columns = lambda plan=field_plan: {**plan.columns(), **self.root_columns}  # noqa: E731
+            yield self._marked(typed.root, table, hinted, root_columns)
             for code, child in typed.children.items():
                 name = self._child_table(schema.naming, code)
-                if name in hinted or name in schema.tables or child[REPLACED].null_count:  # markers only: nothing to replace yet
+                if schema.tables.get(name, {}).get("parent"):
+                    raise ConfigError(
+                        f"table {name} has the nested layout of an older version: run `bitrix24-sync run` once "
+                        "(it moves it), or call pipelines.list_tables.migrate_list_tables(pipeline, catalog) "
+                        "before pipeline.run"
+                    )
+                if name in hinted or name in schema.tables or child[REPLACED].null_count:  # else nothing to replace
                     spec = field_plan.specs[code]
                     yield self._marked(child, name, hinted, lambda spec=spec: child_columns(spec), child=True)
         self._log_findings()

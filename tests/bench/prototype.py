@@ -76,7 +76,7 @@ def read_into_duckdb(session: requests.Session, webhook: str, entity: str, path:
     while True:
         keys = [f"p{i}" for i in range(50)]
         cmd = {keys[0]: _command(f"crm.{entity}.list", after)}
-        for prev, key in zip(keys, keys[1:]):
+        for prev, key in zip(keys, keys[1:], strict=False):
             cmd[key] = _command(f"crm.{entity}.list", f"$result[{prev}][49][ID]")
         body = orjson.loads(session.post(f"{webhook}batch", json={"halt": 0, "cmd": cmd}, timeout=600).content)
         pages = body["result"]["result"]
@@ -95,8 +95,9 @@ def read_into_duckdb(session: requests.Session, webhook: str, entity: str, path:
             }
             table = pa.table(columns)
             con.register("page", table)
-            con.execute(f"{'INSERT INTO' if created else 'CREATE TABLE'} {entity} {'' if created else 'AS '}"
-                        "SELECT * FROM page")
+            con.execute(
+                f"{'INSERT INTO' if created else 'CREATE TABLE'} {entity} {'' if created else 'AS '}SELECT * FROM page"
+            )
             con.unregister("page")
             created = True
             rows += len(batch)
