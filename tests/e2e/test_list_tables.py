@@ -80,9 +80,8 @@ def _old_layout(pipeline: dlt.Pipeline, portal: Portal) -> None:
 
     @dlt.source(name="bitrix24", root_key=True, max_table_nesting=1)
     def older() -> Any:
-        return dlt.resource(
-            rows, name="deals", write_disposition={"disposition": "merge", "strategy": "delete-insert"}, primary_key="ID"
-        )
+        merge = {"disposition": "merge", "strategy": "delete-insert"}
+        return dlt.resource(rows, name="deals", write_disposition=merge, primary_key="ID")
 
     pipeline.run(older())
 
