@@ -20,6 +20,7 @@ from typing import Any
 
 import dlt
 
+from pipelines.partition import PORTAL_COLUMN
 from sources.bitrix24 import Catalog
 
 log = logging.getLogger("bitrix24_sync.pipeline")
@@ -48,15 +49,19 @@ def migrate_list_tables(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
     naming = schema.naming
     ids = {spec.resource: naming.normalize_identifier(spec.id_field) for spec in catalog.entities}
     with pipeline.sql_client() as client:
-        existing = _existing_tables(client, pipeline.dataset_name)
+        existing = _existing_columns(client, pipeline.dataset_name)
         for parent in sorted(set(nested.values())):
             children = [c for c, p in nested.items() if p == parent and c in existing]
             if parent in existing and children:
+                partitioned = PORTAL_COLUMN in existing[parent]
                 with client.begin_transaction():
                     for child in children:
-                        client.execute_sql(_repoint_sql(client, parent, child, ids[parent]))
+                        client.execute_sql(
+                            _repoint_sql(client, parent, child, _record_key("p", ids[parent], partitioned))
+                        )
                     record = client.make_qualified_table_name(parent)
-                    client.execute_sql(f"UPDATE {record} SET _dlt_id = CAST({ids[parent]} AS VARCHAR)")
+                    key = _record_key("r", ids[parent], partitioned)
+                    client.execute_sql(f"UPDATE {record} AS r SET _dlt_id = {key}")
     for name in nested:
         _unnest(schema.tables[name])
     pipeline.schemas.save_schema(schema)
@@ -64,16 +69,26 @@ def migrate_list_tables(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
     return sorted(nested)
 
 
-def _existing_tables(client: Any, dataset: str) -> set[str]:
+def _existing_columns(client: Any, dataset: str) -> dict[str, set[str]]:
     if not client.has_dataset():
-        return set()
-    rows = client.execute_sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", dataset)
-    return {name for (name,) in rows or []}
+        return {}
+    rows = client.execute_sql(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", dataset
+    )
+    columns: dict[str, set[str]] = {}
+    for table, column in rows or []:
+        columns.setdefault(table, set()).add(column)
+    return columns
 
 
-def _repoint_sql(client: Any, parent: str, child: str, id_column: str) -> str:
+def _record_key(alias: str, id_column: str, partitioned: bool) -> str:
+    """SQL of a record row's stable key: its id, after its portal in a dataset of several (`partition.py`)."""
+    key = f"CAST({alias}.{id_column} AS VARCHAR)"
+    return f"{alias}.{PORTAL_COLUMN} || ':' || {key}" if partitioned else key
+
+
+def _repoint_sql(client: Any, parent: str, child: str, new_id: str) -> str:
     record, values = client.make_qualified_table_name(parent), client.make_qualified_table_name(child)
-    new_id = f"CAST(p.{id_column} AS VARCHAR)"
     return (
         f"DELETE FROM {values} WHERE NOT EXISTS (SELECT 1 FROM {record} p WHERE p._dlt_id = {values}._dlt_parent_id);"
         f"UPDATE {values} AS c SET _dlt_parent_id = {new_id}, {ROOT_KEY} = {new_id}, "

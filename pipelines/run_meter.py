@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from dlt.common.runtime.collector_base import Collector
 from dlt.extract.items_transform import ItemTransform
 
@@ -56,14 +57,18 @@ StepListener = Callable[["RunMeter", StepMeter], None]  # when a step starts, co
 
 
 class _PageStep(ItemTransform[Any, dict[str, Any]]):
-    """Passes every item through; tells the meter how many rows went by."""
+    """Passes every item through; tells the meter how many of the resource's rows went by (an Arrow table of
+    a multiple field's values, dispatched to its own table, is not more records)."""
 
-    def __init__(self, on_page: Callable[[int], None]):
+    def __init__(self, resource: str, on_page: Callable[[int], None]):
         super().__init__(on_page)
+        self._resource = resource
         self._on_page = on_page
 
     def __call__(self, item: Any, meta: Any = None) -> Any:
-        self._on_page(len(item) if isinstance(item, list) else 1)
+        table = getattr(meta, "table_name", None) or (getattr(meta, "hints", None) or {}).get("table_name")
+        if table in (None, self._resource):
+            self._on_page(item.num_rows if isinstance(item, pa.Table) else len(item) if isinstance(item, list) else 1)
         return item
 
 
@@ -101,7 +106,7 @@ class RunMeter:
             if name == PORTAL_INFO:  # one row about the portal, no request: not a resource the user chose
                 continue
             self.resources.setdefault(name, ResourceMeter(name))
-            resource.add_step(_PageStep(lambda rows, name=name: self.page(name, rows)))
+            resource.add_step(_PageStep(name, lambda rows, name=name: self.page(name, rows)))
 
     def page(self, name: str, rows: int) -> None:
         now, requests, retries = self._clock(), *self._client_counts()

@@ -13,13 +13,15 @@ import dlt
 from .api import Bitrix24Error, ConfigError, TransientError
 from .arrow_pages import REPLACED, ROOT_KEY, child_columns, quiet_json_notice, tables
 from .catalog import EntitySpec
-from .fields import CoercionReport
+from .fields import CoercionReport, FieldPlan
 from .metadata import FieldMetadata
 from .paging import Commands, ListQuery, Page
 from .plan import SYNC_DEFAULTS, PlanPart, RunPlan, SyncOptions
 from .state import SourceState
 
 log = logging.getLogger("bitrix24_sync.source")
+
+GROUP_ROWS = 2_500  # rows per Arrow table: one batch request's worth (dlt's work per table is per item)
 
 
 def entity_query(spec: EntitySpec, window: Mapping[str, Any]) -> ListQuery:
@@ -80,33 +82,47 @@ class EntityReader(PlanPart):
         if self.spec.discovered and vanished(plan.failure(self.spec.resource, self.spec.list_method)):
             log.info("%s: the portal no longer has this smart process; its table is kept", self.spec.resource)
             return
-        load_id = dlt.current.load_package_state()["load_id"]
-        schema = dlt.current.source_schema()
-        table = self.spec.resource
-        quiet_json_notice(table)
+        quiet_json_notice(self.spec.resource)
+        group: list[dict[str, Any]] = []
+        group_plan: FieldPlan | None = None
         hinted: set[str] = set()
-        for page in plan.chain_pages(table, self.query(), "p"):
+        for page in plan.chain_pages(self.spec.resource, self.query(), "p"):
             rows, replanned = self._coerce(page)
-            if replanned:
-                hinted.clear()
-            field_plan = self.metadata.plan(self.spec)
-            typed = tables(field_plan, rows, id_field=self.spec.id_field, load_id=load_id)
-            root_columns = lambda plan=field_plan: {**plan.columns(), **self.root_columns}  # noqa: E731
-            yield self._marked(typed.root, table, hinted, root_columns)
-            for code, child in typed.children.items():
-                name = self._child_table(schema.naming, code)
-                if schema.tables.get(name, {}).get("parent"):
-                    raise ConfigError(
-                        f"table {name} has the nested layout of an older version: run `bitrix24-sync run` once "
-                        "(it moves it), or call pipelines.list_tables.migrate_list_tables(pipeline, catalog) "
-                        "before pipeline.run"
-                    )
-                if name in hinted or name in schema.tables or child[REPLACED].null_count:  # else nothing to replace
-                    spec = field_plan.specs[code]
-                    yield self._marked(child, name, hinted, lambda spec=spec: child_columns(spec), child=True)
+            if replanned:  # rows typed with the old plan go out with it; every table's hints again
+                if group_plan is not None and group:
+                    yield from self._tables(group_plan, group, hinted)
+                group, hinted = [], set()
+            group_plan = self.metadata.plan(self.spec)
+            group.extend(rows)
+            if len(group) >= GROUP_ROWS:
+                yield from self._tables(group_plan, group, hinted)
+                group = []
+        if group_plan is not None and group:
+            yield from self._tables(group_plan, group, hinted)
         self._log_findings()
         if self.options.backfill is None:
             SourceState.current().set_cursor(self.spec.resource, plan.next_cursor())
+
+    def _tables(self, field_plan: FieldPlan, rows: list[dict[str, Any]], hinted: set[str]) -> Iterator[Any]:
+        """The Arrow tables of a group of typed rows: the root table, then one per multiple field (a table
+        not created yet is left out while it would get markers only)."""
+        schema = dlt.current.source_schema()
+        typed = tables(
+            field_plan, rows, id_field=self.spec.id_field, load_id=dlt.current.load_package_state()["load_id"]
+        )
+        root_columns = lambda: {**field_plan.columns(), **self.root_columns}  # noqa: E731
+        yield self._marked(typed.root, self.spec.resource, hinted, root_columns)
+        for code, child in typed.children.items():
+            name = self._child_table(schema.naming, code)
+            if schema.tables.get(name, {}).get("parent"):
+                raise ConfigError(
+                    f"table {name} has the nested layout of an older version: run `bitrix24-sync run` once "
+                    "(it moves it), or call pipelines.list_tables.migrate_list_tables(pipeline, catalog) "
+                    "before pipeline.run"
+                )
+            if name in hinted or name in schema.tables or child[REPLACED].null_count:
+                spec = field_plan.specs[code]
+                yield self._marked(child, name, hinted, lambda spec=spec: child_columns(spec), child=True)
 
     def _child_table(self, naming: Any, code: str) -> str:
         """The table of a multiple field, named as dlt names a nested table (and the `fields` table says)."""

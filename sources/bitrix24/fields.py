@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
@@ -186,10 +186,20 @@ def to_date(value: Any, offset_now: timedelta | None = None) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) == 10:
-            return date.fromisoformat(text)
-        value = datetime.fromisoformat(text)
+        return _date_of_text(value, offset_now)
+    return _date_of_datetime(value, offset_now)
+
+
+@lru_cache(maxsize=65_536)
+def _date_of_text(value: str, offset_now: timedelta | None) -> date:
+    """Cached: a portal's date fields repeat a few thousand distinct values over all of its records."""
+    text = value.strip()
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    return _date_of_datetime(datetime.fromisoformat(text), offset_now)
+
+
+def _date_of_datetime(value: Any, offset_now: timedelta | None) -> date:
     if not isinstance(value, datetime):
         raise TypeError(f"not a date: {type(value).__name__}")
     if value.tzinfo is None:

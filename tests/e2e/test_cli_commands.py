@@ -74,7 +74,8 @@ def test_run_prints_a_summary_table_and_logs_progress_when_not_on_a_terminal(
 
     progress = [m.groups() for m in map(LOG_LINE.match, err.splitlines()) if m]
     assert {name for name, _ in progress} == {"deals", "stages", "normalize", "load"}
-    assert any(name == "deals" and text.startswith("50 rows") for name, text in progress)  # a line per page
+    # a line per group of rows as they arrive (up to one batch request's 2,500), records only
+    assert any(name == "deals" and text.startswith(f"{SMALL_PORTAL['deals']} rows") for name, text in progress)
     assert [text for name, text in progress if name == "deals"][-1].endswith("done")
     steps = [f"{name} {text}" for name, text in progress if name in ("normalize", "load")]
     assert steps[0] == "normalize 0 rows  files 0  0:00" and steps[2] == "load jobs 0  0:00", steps  # as they start

@@ -24,9 +24,9 @@ def test_any_dlt_destination_by_name(
         argv = ["run", "--destination", "filesystem", "--pipelines-dir", str(tmp_path / "pipelines")]
         assert main(argv) == 0, capsys.readouterr().err
     assert "synced " in capsys.readouterr().out
-    files = str(lake / "bitrix24_crm" / "deals" / "*.jsonl*")
+    files = str(lake / "bitrix24_crm" / "deals" / "*.parquet")  # the source yields Arrow tables
     with duckdb.connect() as con:
-        found = con.sql(f"SELECT count(*), count(DISTINCT id) FROM read_json_auto('{files}')").fetchall()
+        found = con.sql(f"SELECT count(*), count(DISTINCT id) FROM read_parquet('{files}')").fetchall()
     assert found == [(SMALL_PORTAL["deals"], SMALL_PORTAL["deals"])]
 
 
