@@ -6,7 +6,8 @@
   (`sale.payment.list`) when the webhook has the `sale` scope (about 2 requests), or else one batch of 50
   `crm.item.payment.list` calls per 50 owners.
 * With the `sale` scope, new payments portal-wide: a `sale.payment.list` keyset on `id` after the last id seen
-  (first page in the discovery batch), owners mapped with one `crm.orderentity.list` batch per 2,500 payments.
+  (first page in the discovery batch), owners mapped with one `crm.orderentity.list` call (`start=-1`: all
+  bindings) per 2,500 payments.
   Without the scope the probe fails with `insufficient_scope` in the discovery batch, which costs no request.
 * A periodic sweep re-reads every payment (a payment marked paid does not touch its deal): with `sale`,
   ceil(P/2500) keyset requests + ceil(P/2500) mapping requests; without, ceil(D/2500) id-scan requests +
@@ -184,12 +185,14 @@ class PaymentReader(PlanPart):
             yield from self._with_owners(group)
 
     def _with_owners(self, pages: list[Page]) -> Iterator[list[dict[str, Any]]]:
+        """Owners of a batch's payments with one `crm.orderentity.list` sub-call: `start=-1` returns every
+        binding of the filter's orders at once (this method's own meaning of -1,
+        `crm-order-entity-list.md`), so a batch of 2,500 payments costs one request, without `next` rounds."""
+        order_ids = sorted({i for page in pages for p in page if (i := _int(p.get("orderId")))})
         commands: Commands = {}
-        for i, page in enumerate(pages):
-            order_ids = sorted({int(p["orderId"]) for p in page if p.get("orderId") not in (None, "", 0, "0")})
-            if order_ids:
-                commands[f"m{i}"] = ("crm.orderentity.list", {"filter": {"@orderId": order_ids}})
-        owners = self._order_owners(self._all_pages(commands))
+        if order_ids:
+            commands["m"] = ("crm.orderentity.list", {"filter": {"@orderId": order_ids}, "start": -1})
+        owners = self._order_owners(list(batch_calls(self.client, commands).values()))
         for page in pages:
             yield self._typed([_payment_row(p, owners.get(_int(p.get("orderId")), (None, None))) for p in page])
 
@@ -239,20 +242,9 @@ class PaymentReader(PlanPart):
             yield from self._listed_per_owner(owner, iter(group))
 
     def _through_orders(self, owner: EntitySpec, id_pages: list[Page]) -> Iterator[list[dict[str, Any]]]:
-        links = self._all_pages(
-            {
-                f"e{i}": (
-                    "crm.orderentity.list",
-                    {
-                        "filter": {
-                            "@ownerId": [int(r[owner.id_field]) for r in page],
-                            "ownerTypeId": owner.entity_type_id,
-                        }
-                    },
-                )
-                for i, page in enumerate(id_pages)
-            }
-        )
+        owner_ids = [int(r[owner.id_field]) for page in id_pages for r in page]
+        bindings = {"filter": {"@ownerId": owner_ids, "ownerTypeId": owner.entity_type_id}, "start": -1}
+        links = list(batch_calls(self.client, {"e": ("crm.orderentity.list", bindings)}).values())
         orders: dict[int, tuple[int, int]] = {}
         for call in links:
             for row in _rows(call.result, "orderEntity"):
@@ -275,7 +267,7 @@ class PaymentReader(PlanPart):
             for p in _rows(call.result, "payments")
             if (order_id := _int(p.get("orderId"))) in orders
         ]
-        self.coverage.add(owner.entity_type_id, (int(r[owner.id_field]) for page in id_pages for r in page), rows)
+        self.coverage.add(owner.entity_type_id, owner_ids, rows)
         for start in range(0, len(rows), 500):
             yield self._typed(rows[start : start + 500])
 
