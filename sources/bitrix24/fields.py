@@ -11,7 +11,7 @@ column hints and one converter per field, and coerces pages of rows with them:
 * money becomes `<code>_amount` (decimal) and `<code>_currency` next to the raw `<code>` text;
 * enumerations keep their option ids (labels are in the `fields` table), also an id that is not among the
   field's options (a deleted option): kept, and counted;
-* multiple fields and multi-fields (PHONE, EMAIL, WEB, IM) stay lists, which dlt loads as child tables;
+* multiple fields and multi-fields (PHONE, EMAIL, WEB, IM) stay lists: `arrow_pages.py` makes each a table;
 * a value that does not parse is set to NULL, its text kept in `<code>__raw`, and counted: a row is never
   dropped.
 
