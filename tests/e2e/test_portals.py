@@ -122,7 +122,19 @@ def test_portals_share_one_dataset_with_a_portal_column(
             labels = cur.fetchone()[0]
             cur.execute(f"SELECT count(*) FROM {dataset}.deals__uf_crm_1699000008 WHERE value IS NOT NULL")
             assert labels == cur.fetchone()[0] > 0
+            # deal 1 of one portal never replaces the values of the other's deal 1: per portal, the API's count
+            cur.execute(
+                f"SELECT d.portal, count(*) FROM {dataset}.deals__uf_crm_1699000008 c "
+                f"JOIN {dataset}.deals d ON d._dlt_id = c._dlt_parent_id GROUP BY d.portal"
+            )
+            assert dict(cur.fetchall()) == {n: _services_count(portals[n]) for n in names}
     con.close()
+
+
+def _services_count(portal: Portal) -> int:
+    rows = portal.call("crm.deal.list", {"select": ["ID", "UF_CRM_1699000008"], "start": -1})
+    assert len(rows) < 50  # one page holds every deal of these portals
+    return sum(len(r.get("UF_CRM_1699000008") or []) for r in rows)
 
 
 @pytest.mark.parametrize(
