@@ -173,13 +173,25 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
         raise DestinationError(f"cannot use the {pipeline.destination.destination_name} destination: {message}")
 
 
-def _foreign_tables(client: Any, dataset: str) -> list[str]:
-    """Tables of a dataset dlt never loaded (it has no `_dlt_loads`): loading into them would fail half-way."""
+def _table_names(client: Any, dataset: str) -> list[str]:
     rows = client.execute_sql(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", dataset
     )
-    names = [name for (name,) in rows or []]
+    return [name for (name,) in rows or []]
+
+
+def _foreign_tables(client: Any, dataset: str) -> list[str]:
+    """Tables of a dataset dlt never loaded (it has no `_dlt_loads`): loading into them would fail half-way."""
+    names = _table_names(client, dataset)
     return [] if not names or "_dlt_loads" in names else names
+
+
+def new_entity_tables(pipeline: dlt.Pipeline, catalog: Catalog) -> frozenset[str]:
+    """The catalog's entity tables the destination does not have: their first load appends (`SourceRun`). Read
+    from the destination itself, not the schema: a table an aborted load created is there."""
+    with pipeline.sql_client() as client:
+        existing = set(_table_names(client, pipeline.dataset_name))
+    return frozenset(spec.resource for spec in catalog.entities) - existing
 
 
 def finish_pending(pipeline: dlt.Pipeline) -> bool:
@@ -296,6 +308,7 @@ def _locked_sync(
         drop_views(pipeline, pipeline_catalog(pipeline))
     finished = finish_pending(pipeline)
     migrate_list_tables(pipeline, pipeline_catalog(pipeline))  # a warehouse an older version loaded
+    run.new_tables = new_entity_tables(pipeline, pipeline_catalog(pipeline))
     options = dict(source_options or {})
     if window:
         options.update(backfill_since=window.since, backfill_until=window.until)

@@ -137,8 +137,11 @@ DELETED_AT_COLUMN: dict[str, dict[str, Any]] = {
 @dataclass
 class SourceRun:
     """What a caller learns about the run a source instance reads: its catalog, its client (request
-    statistics), and which owners' payments it re-read whole (the runner marks the payments not returned)."""
+    statistics), and which owners' payments it re-read whole (the runner marks the payments not returned).
+    `new_tables`, set by the caller: entity tables its destination does not have yet, which a first load
+    appends to instead of merging (nothing to merge with; the record ids of a keyset read are unique)."""
 
+    new_tables: frozenset[str] = frozenset()
     catalog: Catalog | None = None
     client: Bitrix24Client | None = None
     requests_at_start: int = 0  # the client's request count before this source's first request
@@ -217,7 +220,7 @@ def bitrix24(
     parts: list[PlanPart] = [metadata, types]
     wanted: list[tuple[Any, str, Any, dict[str, Any], Any]] = []  # pages, name, disposition, columns, key
     for spec in entities:
-        reader = EntityReader(spec, options, metadata, DELETED_AT_COLUMN)
+        reader = EntityReader(spec, options, metadata, DELETED_AT_COLUMN, appends=spec.resource in run.new_tables)
         parts.append(reader)
         wanted.append((reader.pages, spec.resource, _MERGE, {}, spec.id_field))
     if PAYMENTS in selected:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dlt
+import pyarrow.compute as pc
 
 from .api import Bitrix24Error, ConfigError, TransientError
 from .arrow_pages import REPLACED, ROOT_KEY, child_columns, quiet_json_notice, tables
@@ -48,9 +49,12 @@ class EntityReader(PlanPart):
         options: SyncOptions,
         metadata: FieldMetadata,
         root_columns: Mapping[str, Any] | None = None,
+        appends: bool = False,
     ):
-        """`root_columns`: hints the root table has besides the plan's (the deletion mark)."""
+        """`root_columns`: hints the root table has besides the plan's (the deletion mark). `appends`: the
+        destination has no table of this entity yet (`SourceRun.new_tables`): its first load is appended."""
         self.spec = spec
+        self.appends = appends
         self.root_columns = dict(root_columns or {})
         self.options = options
         self.metadata = metadata
@@ -111,7 +115,7 @@ class EntityReader(PlanPart):
             field_plan, rows, id_field=self.spec.id_field, load_id=dlt.current.load_package_state()["load_id"]
         )
         root_columns = lambda: {**field_plan.columns(), **self.root_columns}  # noqa: E731
-        yield self._marked(typed.root, self.spec.resource, hinted, root_columns)
+        yield self._marked(typed.root, self.spec.resource, hinted, root_columns, appends=self.appends)
         for code, child in typed.children.items():
             name = self._child_table(schema.naming, code)
             if schema.tables.get(name, {}).get("parent"):
@@ -120,23 +124,30 @@ class EntityReader(PlanPart):
                     "(it moves it), or call pipelines.list_tables.migrate_list_tables(pipeline, catalog) "
                     "before pipeline.run"
                 )
+            if self.appends:  # no old values to delete: the markers would only cost the load
+                child = child.filter(pc.is_null(child[REPLACED]))
             if name in hinted or name in schema.tables or child[REPLACED].null_count:
                 spec = field_plan.specs[code]
-                yield self._marked(child, name, hinted, lambda spec=spec: child_columns(spec), child=True)
+                columns = lambda spec=spec: child_columns(spec)  # noqa: E731
+                yield self._marked(child, name, hinted, columns, child=True, appends=self.appends)
 
     def _child_table(self, naming: Any, code: str) -> str:
         """The table of a multiple field, named as dlt names a nested table (and the `fields` table says)."""
         return str(naming.shorten_fragments(self.spec.resource, naming.normalize_identifier(code)))
 
     @staticmethod
-    def _marked(item: Any, table: str, hinted: set[str], columns: Any, child: bool = False) -> Any:
+    def _marked(
+        item: Any, table: str, hinted: set[str], columns: Any, child: bool = False, appends: bool = False
+    ) -> Any:
         """A table's first page of the run (or after a replan) carries its hints, as a variant of the
         resource's so that a multiple field's table gets none of the root's; later pages only its name. A
-        record's list is merged on `_dlt_root_id` (`arrow_pages.py`)."""
+        record's list is merged on `_dlt_root_id` (`arrow_pages.py`); a first load appends."""
         if table in hinted:
             return dlt.mark.with_table_name(item, table)
         hinted.add(table)
         keys: dict[str, Any] = {"primary_key": [], "merge_key": ROOT_KEY} if child else {}
+        if appends:
+            keys["write_disposition"] = "append"
         hints = dlt.mark.make_hints(table_name=table, columns=columns(), **keys)
         return dlt.mark.with_hints(item, hints, create_table_variant=True)
 

@@ -113,3 +113,18 @@ def test_a_run_moves_an_older_warehouse_itself(pipeline: dlt.Pipeline, portal: P
     run(pipeline, portal)
     assert nested_list_tables(pipeline, pipeline_catalog(pipeline)) == {}
     assert _warehouse_services(pipeline) == _services(portal)
+
+
+def test_a_first_load_appends_and_the_next_one_merges(pipeline: dlt.Pipeline, portal: Portal) -> None:
+    """Nothing to merge with on a first load: appended, no marker rows; the tables merge from then on."""
+    run(pipeline, portal)
+    schema = pipeline.default_schema
+    assert schema.get_table("deals")["write_disposition"] == "append"
+    assert schema.get_table(CHILD)["write_disposition"] == "append"
+    deal = next(i for i, v in _services(portal).items() if v)
+    portal.call("crm.deal.update", {"id": deal, "fields": {SERVICES: []}})
+    run(pipeline, portal)
+    assert pipeline.default_schema.get_table("deals")["write_disposition"] == "merge"
+    assert pipeline.default_schema.get_table(CHILD)["write_disposition"] == "merge"
+    assert _warehouse_services(pipeline) == _services(portal)
+    assert_warehouse_equals_portal(pipeline, portal)

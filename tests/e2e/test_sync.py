@@ -184,7 +184,10 @@ def portal_list_users(portal: Portal) -> list[dict]:
 
 
 def test_the_staging_dataset_is_emptied_after_the_load(pipeline: dlt.Pipeline, portal: Portal) -> None:
-    """`bitrix24_crm_staging` is where dlt's merge stages a load; emptied afterwards, it keeps no second copy."""
+    """`bitrix24_crm_staging` is where dlt's merge stages a load; emptied afterwards, it keeps no second copy.
+    (A first load appends: the second run is the one that merges.)"""
+    run(pipeline, portal)
+    portal.call("crm.deal.update", {"id": 3, "fields": {"TITLE": "Renamed"}})
     run(pipeline, portal)
     with pipeline.sql_client() as client:
         staging = f"{pipeline.dataset_name}_staging"
