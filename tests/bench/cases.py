@@ -97,13 +97,7 @@ class Bench:
         backfill: tuple[str, str] | None = None,
     ) -> Row:
         argv = [
-            *self.nice,
-            sys.executable,
-            "-m",
-            "tests.bench.runner",
-            "sync",
-            "--webhook",
-            emu.webhook,
+            *self._runner("sync", emu),
             "--destination",
             destination,
             "--pipelines-dir",
@@ -122,36 +116,16 @@ class Bench:
         return self._measure(emu, argv, case, destination, "ours")
 
     def baseline(self, emu: Emulator, strategy: str, resource: str) -> Row:
-        argv = [
-            *self.nice,
-            sys.executable,
-            "-m",
-            "tests.bench.runner",
-            "baseline",
-            "--webhook",
-            emu.webhook,
-            "--strategy",
-            strategy,
-            "--method",
-            ENTITY_METHODS[resource],
-        ]
+        argv = [*self._runner("baseline", emu), "--strategy", strategy, "--method", ENTITY_METHODS[resource]]
         return self._measure(emu, argv, f"{resource}: full read", "-", strategy)
 
     def prototype(self, emu: Emulator, entity: str, work: Path) -> Row:
-        argv = [
-            *self.nice,
-            sys.executable,
-            "-m",
-            "tests.bench.runner",
-            "prototype",
-            "--webhook",
-            emu.webhook,
-            "--entity",
-            entity,
-            "--duckdb-path",
-            str(work / "prototype.duckdb"),
-        ]
+        argv = [*self._runner("prototype", emu), "--entity", entity, "--duckdb-path", str(work / "prototype.duckdb")]
         return self._measure(emu, argv, f"{entity}s only: bare prototype", "duckdb", "prototype")
+
+    def _runner(self, mode: str, emu: Emulator) -> list[str]:
+        """The start of a measured child's command line: `tests.bench.runner <mode>` against `emu`."""
+        return [*self.nice, sys.executable, "-m", "tests.bench.runner", mode, "--webhook", emu.webhook]
 
     def _measure(self, emu: Emulator, argv: list[str], case: str, destination: str, strategy: str) -> Row:
         self.progress(f"{emu.size.label} {destination} {strategy}: {case}")
