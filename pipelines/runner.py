@@ -362,7 +362,7 @@ def _locked_sync(
     requests = client.requests_made - requests_before
     return SyncReport(
         requests=requests,
-        row_counts={t: n for t, n in counts.items() if not t.startswith("_dlt")},
+        row_counts={t: m for t, n in counts.items() if not t.startswith("_dlt") and (m := n - run.markers[t])},
         load_info=info,
         finished_pending=finished,
         meter=meter,

@@ -14,6 +14,7 @@ the runner imports nothing else of the package.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +144,7 @@ class SourceRun:
 
     new_tables: frozenset[str] = frozenset()
     catalog: Catalog | None = None
+    markers: Counter[str] = field(default_factory=Counter)  # marker rows per table (loaded, never stored)
     client: Bitrix24Client | None = None
     requests_at_start: int = 0  # the client's request count before this source's first request
     coverage: PaymentCoverage = field(default_factory=PaymentCoverage)
@@ -220,7 +222,9 @@ def bitrix24(
     parts: list[PlanPart] = [metadata, types]
     wanted: list[tuple[Any, str, Any, dict[str, Any], Any]] = []  # pages, name, disposition, columns, key
     for spec in entities:
-        reader = EntityReader(spec, options, metadata, DELETED_AT_COLUMN, appends=spec.resource in run.new_tables)
+        reader = EntityReader(
+            spec, options, metadata, DELETED_AT_COLUMN, appends=spec.resource in run.new_tables, markers=run.markers
+        )
         parts.append(reader)
         wanted.append((reader.pages, spec.resource, _MERGE, {}, spec.id_field))
     if PAYMENTS in selected:

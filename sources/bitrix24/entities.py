@@ -50,11 +50,13 @@ class EntityReader(PlanPart):
         metadata: FieldMetadata,
         root_columns: Mapping[str, Any] | None = None,
         appends: bool = False,
+        markers: Counter[str] | None = None,
     ):
         """`root_columns`: hints the root table has besides the plan's (the deletion mark). `appends`: the
         destination has no table of this entity yet (`SourceRun.new_tables`): its first load is appended."""
         self.spec = spec
         self.appends = appends
+        self.markers = markers if markers is not None else Counter()
         self.root_columns = dict(root_columns or {})
         self.options = options
         self.metadata = metadata
@@ -127,6 +129,7 @@ class EntityReader(PlanPart):
             if self.appends:  # no old values to delete: the markers would only cost the load
                 child = child.filter(pc.is_null(child[REPLACED]))
             if name in hinted or name in schema.tables or child[REPLACED].null_count:
+                self.markers[name] += child.num_rows - child[REPLACED].null_count
                 spec = field_plan.specs[code]
                 columns = lambda spec=spec: child_columns(spec)  # noqa: E731
                 yield self._marked(child, name, hinted, columns, child=True, appends=self.appends)
