@@ -219,8 +219,9 @@ def _element_columns(spec: FieldSpec, elements: list[Any]) -> dict[str, pa.Array
     }
 
 
-def child_columns(spec: FieldSpec) -> dict[str, dict[str, Any]]:
-    """dlt hints of a multiple field's table: the element's type and label, the merge key, the marker."""
+def child_columns(spec: FieldSpec, merged: bool = True) -> dict[str, dict[str, Any]]:
+    """dlt hints of a multiple field's table: the element's type and label, the merge key, the marker (a
+    plain column while the table is appended to: dlt applies `hard_delete` to merges only)."""
     described = {"description": spec.label} if spec.label else {}
     if spec.kind == "money":
         value = {
@@ -232,4 +233,6 @@ def child_columns(spec: FieldSpec) -> dict[str, dict[str, Any]]:
         value = {"id": {"data_type": "bigint"}}
     else:
         value = {"value": {**COLUMN_TYPE[spec.kind], **described}}
+    if not merged:
+        return {**value, REPLACED: {"data_type": "bool", "nullable": True}}
     return {**value, **CHILD_HINTS}

@@ -131,7 +131,7 @@ class EntityReader(PlanPart):
             if name in hinted or name in schema.tables or child[REPLACED].null_count:
                 self.markers[name] += child.num_rows - child[REPLACED].null_count
                 spec = field_plan.specs[code]
-                columns = lambda spec=spec: child_columns(spec)  # noqa: E731
+                columns = lambda spec=spec: child_columns(spec, merged=not self.appends)  # noqa: E731
                 yield self._marked(child, name, hinted, columns, child=True, appends=self.appends)
 
     def _child_table(self, naming: Any, code: str) -> str:
