@@ -24,7 +24,7 @@ from typing import Any, Literal
 import dlt
 from dlt.destinations.exceptions import DatabaseException
 
-from pipelines.destinations import DestinationError, explain
+from pipelines.destinations import DestinationError, dataset_columns, explain
 from pipelines.partition import PORTAL_COLUMN
 from sources.bitrix24 import (
     DEAL_CONTACTS,
@@ -117,17 +117,7 @@ class Warehouse:
         self.portal = str(portal) if portal else None
 
     def _columns(self, client: Any) -> dict[str, set[str]]:
-        if not client.has_dataset():
-            return {}
-        with client.execute_query(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
-            self.pipeline.dataset_name,
-        ) as cursor:
-            rows = cursor.fetchall()
-        tables: dict[str, set[str]] = {}
-        for table, column in rows:
-            tables.setdefault(table, set()).add(column)
-        return tables
+        return dataset_columns(client, self.pipeline.dataset_name)
 
     def _scope(self, table: str, columns: dict[str, set[str]]) -> str:
         """The SQL condition for this portal's rows of a table (TRUE with one portal per dataset)."""

@@ -133,3 +133,16 @@ def explain(text: str) -> str:
         if found:
             return f"{first} ({hint.format(*found.groups())})"
     return first
+
+
+def dataset_columns(client: Any, dataset: str) -> dict[str, set[str]]:
+    """The dataset's tables (and views) and their column names, as the destination has them now."""
+    if not client.has_dataset():
+        return {}
+    rows = client.execute_sql(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", dataset
+    )
+    tables: dict[str, set[str]] = {}
+    for table, column in rows or []:
+        tables.setdefault(table, set()).add(column)
+    return tables

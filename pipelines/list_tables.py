@@ -20,12 +20,11 @@ from typing import Any
 
 import dlt
 
-from pipelines.partition import PORTAL_COLUMN
-from sources.bitrix24 import Catalog
+from pipelines.destinations import dataset_columns
+from pipelines.partition import KEY_SEPARATOR, PORTAL_COLUMN
+from sources.bitrix24 import ROOT_KEY, Catalog
 
 log = logging.getLogger("bitrix24_sync.pipeline")
-
-ROOT_KEY = "_dlt_root_id"
 
 
 def nested_list_tables(pipeline: dlt.Pipeline, catalog: Catalog) -> dict[str, str]:
@@ -49,7 +48,7 @@ def migrate_list_tables(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
     naming = schema.naming
     ids = {spec.resource: naming.normalize_identifier(spec.id_field) for spec in catalog.entities}
     with pipeline.sql_client() as client:
-        existing = _existing_columns(client, pipeline.dataset_name)
+        existing = dataset_columns(client, pipeline.dataset_name)
         for parent in sorted(set(nested.values())):
             children = [c for c, p in nested.items() if p == parent and c in existing]
             if parent in existing and children:
@@ -69,22 +68,10 @@ def migrate_list_tables(pipeline: dlt.Pipeline, catalog: Catalog) -> list[str]:
     return sorted(nested)
 
 
-def _existing_columns(client: Any, dataset: str) -> dict[str, set[str]]:
-    if not client.has_dataset():
-        return {}
-    rows = client.execute_sql(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", dataset
-    )
-    columns: dict[str, set[str]] = {}
-    for table, column in rows or []:
-        columns.setdefault(table, set()).add(column)
-    return columns
-
-
 def _record_key(alias: str, id_column: str, partitioned: bool) -> str:
     """SQL of a record row's stable key: its id, after its portal in a dataset of several (`partition.py`)."""
     key = f"CAST({alias}.{id_column} AS VARCHAR)"
-    return f"{alias}.{PORTAL_COLUMN} || ':' || {key}" if partitioned else key
+    return f"{alias}.{PORTAL_COLUMN} || '{KEY_SEPARATOR}' || {key}" if partitioned else key
 
 
 def _repoint_sql(client: Any, parent: str, child: str, new_id: str) -> str:

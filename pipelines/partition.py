@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.extract.source import DltSource
 
+from sources.bitrix24 import ROOT_KEY
+
 PORTAL_COLUMN = "portal"
 
 
@@ -42,18 +44,14 @@ def partition_by_portal(source: DltSource, portal: str) -> DltSource:
     return source
 
 
-ROW_KEYS = ("_dlt_id", "_dlt_parent_id", "_dlt_root_id")
-
-
-def portal_key(portal: str) -> str:
-    """What a portal's row keys start with."""
-    return f"{portal}:"
+ROW_KEYS = ("_dlt_id", "_dlt_parent_id", ROOT_KEY)
+KEY_SEPARATOR = ":"  # a portal's row keys are <portal>:<id> (also pipelines/list_tables.py's SQL)
 
 
 def portal_table(table: pa.Table, portal: str) -> pa.Table:
     """An Arrow page with its row keys prefixed by the portal and, a record's table (a multiple field's table
     has its record's portal through `_dlt_parent_id`, as dlt's nested tables had), the portal column."""
-    prefix = pa.scalar(portal_key(portal), pa.string())
+    prefix = pa.scalar(portal + KEY_SEPARATOR, pa.string())
     for name in ROW_KEYS:
         if name in table.column_names:
             index = table.column_names.index(name)

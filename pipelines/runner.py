@@ -307,8 +307,9 @@ def _locked_sync(
     if full_refresh or pipeline.has_pending_data:  # a load that may drop tables: Postgres refuses under views
         drop_views(pipeline, pipeline_catalog(pipeline))
     finished = finish_pending(pipeline)
-    migrate_list_tables(pipeline, pipeline_catalog(pipeline))  # a warehouse an older version loaded
-    run.new_tables = new_entity_tables(pipeline, pipeline_catalog(pipeline))
+    known = pipeline_catalog(pipeline)
+    migrate_list_tables(pipeline, known)  # a warehouse an older version loaded
+    run.new_tables = new_entity_tables(pipeline, known)
     options = dict(source_options or {})
     if window:
         options.update(backfill_since=window.since, backfill_until=window.until)
@@ -316,7 +317,6 @@ def _locked_sync(
         options["resources"] = list(resources) if not isinstance(resources, str) else resources
     if credentials is not None:
         options["credentials"] = credentials
-    known = pipeline_catalog(pipeline)
     everything = not resources or set(known.select(resources)) == set(known.resources)
     source = bitrix24(
         client=run.client,

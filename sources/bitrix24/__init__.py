@@ -39,6 +39,7 @@ from .api import (
     connect,
     redact,
 )
+from .arrow_pages import ROOT_KEY
 from .calls import CALL_PLAN, CallReader
 from .catalog import (
     CALLS,
@@ -93,6 +94,7 @@ __all__ = [
     "PRODUCTS",
     "PlanError",
     "REFERENCE_LISTS",
+    "ROOT_KEY",
     "SMART_PROCESSES",
     "STAGE_HISTORY",
     "AuthError",
