@@ -22,6 +22,7 @@ from dlt.common.destination import Destination as DltDestination
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines.column_names import Renames, rename_columns
 from pipelines.crash_repair import (
     UnloadableDataError,
     forget_normalized_extracts,
@@ -309,6 +310,7 @@ def _locked_sync(
     finished = finish_pending(pipeline)
     known = pipeline_catalog(pipeline)
     migrate_list_tables(pipeline, known)  # a warehouse an older version loaded
+    rename_columns(pipeline, resume_only=True)  # a rename-columns stopped before its schema was saved
     run.new_tables = new_entity_tables(pipeline, known)
     options = dict(source_options or {})
     if window:
@@ -409,3 +411,19 @@ def reconcile(
             f"nothing to reconcile: the warehouse has no table of {', '.join(selected)} yet; run `bitrix24-sync run`"
         )
     return report
+
+
+def rename_warehouse_columns(pipeline: dlt.Pipeline) -> Renames:
+    """`bitrix24-sync rename-columns`: an older warehouse's user-field columns named as the source names them
+    now (`pipelines/column_names.py`), the views made again on the new names."""
+    if not pipeline.default_schema_name:
+        raise ConfigError("this pipeline has not loaded anything yet: its first run names the columns already")
+    with exclusive_run(pipeline):
+        check_destination(pipeline)
+        catalog = pipeline_catalog(pipeline)
+        drop_views(pipeline, catalog)
+        finish_pending(pipeline)
+        migrate_list_tables(pipeline, catalog)
+        renames = rename_columns(pipeline)
+        refresh_views(pipeline, catalog)
+    return renames

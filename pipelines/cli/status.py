@@ -17,6 +17,7 @@ from typing import Any
 import dlt
 
 from pipelines.cli.common import Command, destination_options, pipeline_from
+from pipelines.column_names import uses_readable_names
 from pipelines.progress import plural
 from pipelines.run_log import read_runs, run_log_path
 from sources.bitrix24 import SourceState, catalog_of
@@ -51,7 +52,15 @@ def status_report(pipeline: dlt.Pipeline, now: datetime | None = None) -> dict[s
         "last_run": _last_run(last),
         "resources": resources,
         "rate_limit": _headroom(last, now or datetime.now(UTC)),
+        "column_names": _column_names(pipeline),
     }
+
+
+def _column_names(pipeline: dlt.Pipeline) -> str | None:
+    """`codes` (a user field's column is its code) or `snake_case` (an older warehouse's, until renamed)."""
+    if not pipeline.default_schema_name:
+        return None
+    return "codes" if uses_readable_names(pipeline.default_schema) else "snake_case"
 
 
 def _last_run(last: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -96,6 +105,12 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         requests = "-" if r["requests"] is None else str(r["requests"])
         where = f"ERROR: {_short(r['error'])}" if r["error"] else (r["cursor"] or "-")
         lines.append(f"{name:<10} {_moment(r['last_run_at']) or 'never':<25} {rows:>8} {requests:>8}  {where}")
+    if report["column_names"] == "snake_case":
+        lines.append("")
+        lines.append(
+            "column names: dlt's snake_case of an older version (uf_crm_64_a29_a1_cd5_cc2); "
+            "`bitrix24-sync rename-columns` names them after their codes (uf_crm_64a29a1cd5cc2)"
+        )
     limit = report["rate_limit"]
     if limit:
         lines.append("")

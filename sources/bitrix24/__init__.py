@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dlt
+from dlt.common.schema import Schema
 from dlt.extract import DltResource
 
 from .api import (
@@ -61,8 +62,9 @@ from .currencies import CURRENCY_PLAN, RATE_COLUMNS, RATE_KEY, CurrencyReader
 from .deal_contacts import COLUMNS as DEAL_CONTACT_COLUMNS
 from .deal_contacts import DealContactReader
 from .entities import EntityReader, count_params, count_windows
-from .fields import AMOUNT_SUFFIX, CURRENCY_SUFFIX, FIELDS_TABLE_COLUMNS
+from .fields import AMOUNT_SUFFIX, CURRENCY_SUFFIX, FIELDS_TABLE_COLUMNS, RAW_SUFFIX
 from .metadata import FieldMetadata
+from .naming import NamingConvention as ReadableNaming
 from .paging import BATCH_SIZE, PAGE_SIZE
 from .payments import PAYMENT_PLAN, PaymentCoverage, PaymentReader
 from .plan import SYNC_DEFAULTS, PlanPart, PortalMismatchError, RunPlan, SyncOptions
@@ -93,6 +95,8 @@ __all__ = [
     "PRODUCT_ROWS",
     "PRODUCTS",
     "PlanError",
+    "RAW_SUFFIX",
+    "ReadableNaming",
     "REFERENCE_LISTS",
     "ROOT_KEY",
     "SMART_PROCESSES",
@@ -158,7 +162,11 @@ def catalog_of(state: SourceState | None = None) -> Catalog:
     return Catalog.for_portal(smart_process_specs(state.smart_process_types() if state is not None else None))
 
 
-@dlt.source(name="bitrix24", root_key=True, max_table_nesting=1)
+# Named with the field codes kept whole (`naming.py`); a warehouse made with dlt's snake_case keeps it.
+_SCHEMA = Schema("bitrix24", normalizers={"names": ReadableNaming.__module__})
+
+
+@dlt.source(schema=_SCHEMA, root_key=True, max_table_nesting=1)
 def bitrix24(
     credentials: Bitrix24Credentials | None = dlt.secrets.value,
     resources: Sequence[str] | None = None,

@@ -94,8 +94,9 @@ def test_quiet_prints_nothing_and_status_shows_the_run(
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {
         "schema", "pipeline", "destination", "dataset", "portal", "state", "run_log", "runs_recorded", "last_run",
-        "resources", "rate_limit",
+        "resources", "rate_limit", "column_names",
     }  # fmt: skip
+    assert report["column_names"] == "codes"  # a new warehouse: a user field's column is its code
     assert report["runs_recorded"] == 1 and report["last_run"]["ok"] is True
     assert report["portal"] == webhook.split("/")[2] and Path(report["state"]).is_dir()
     deals = report["resources"]["deals"]
@@ -188,7 +189,9 @@ def test_check_fails_on_a_missing_scope_with_exit_3(
     assert "connection   ok" in out and "lacks the user scope" in one_line_error(err)
 
 
-@pytest.mark.parametrize("command", ["run", "backfill", "reconcile", "check", "status", "oauth", "demo"])
+@pytest.mark.parametrize(
+    "command", ["run", "backfill", "reconcile", "check", "status", "rename-columns", "oauth", "demo"]
+)
 def test_every_command_has_help_with_examples_and_exit_codes(command: str, capsys: CaptureFixture) -> None:
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
