@@ -5,14 +5,15 @@ in a stage), `v_product_rows`, `v_deal_contacts`, `v_stages` (every dictionary, 
 `v_deals` and `v_payments` also show their amounts in the portal's base currency.
 
 The raw tables keep the portal's field codes as column names (`uf_crm_1699000007`) and ids where the portal
-has dictionaries (stages, sources, users, enumeration options). The views join those dictionaries and put each
-user field under its label, so an analyst reads `"Clinic"`, `stage_name`, `stage_semantics`, `pipeline_name`
-instead of codes. They are generated from what the destination holds at creation time (its columns and the
-`fields` table), so a user field that appears on the portal is in the view after the next run.
+has dictionaries (stages, sources, users, enumeration options). The views join those dictionaries and name each
+user field after its label in the same lower-case style as every other column, so an analyst reads `clinic`,
+`prepayment_currency`, `stage_name`, `pipeline_name` instead of codes, and types them without quotes. They
+are generated from what the destination holds at creation time (its columns and the `fields` table), so a user
+field that appears on the portal is in the view after the next run.
 
 The SQL is plain enough for DuckDB and Postgres alike: quoted identifiers, LEFT JOINs, `string_agg` for
-multiple values. Label columns are deduplicated case-insensitively (DuckDB resolves quoted names without case)
-and cut to 63 bytes (Postgres would cut them silently and then fail on the duplicate). When the tables carry a
+multiple values. Label columns are deduplicated (a taken name gets the field's column name appended) and cut to
+63 bytes (Postgres would cut them silently and then fail on the duplicate). When the tables carry a
 `portal` column (several portals in one dataset), every join also matches on it.
 """
 
@@ -46,6 +47,7 @@ log = logging.getLogger("bitrix24_sync.views")
 
 VIEW_PREFIX = "v_"
 MAX_IDENTIFIER_BYTES = 63  # Postgres' NAMEDATALEN - 1
+_NOT_A_WORD = re.compile(r"[\W_]+")  # \W is Unicode: a letter of any script is a word character
 
 _STAGE_FIELDS = {"STAGE_ID", "stageId"}
 _USER_TYPES = {"user", "employee"}
@@ -63,12 +65,20 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def label_identifier(label: str) -> str:
+    """A label as a name in the views' one style, lower case and typed without quotes: `Discount, %` ->
+    `discount`, `Arrival date` -> `arrival_date`, `Дата прилёта` -> `дата_прилёта` (DuckDB and Postgres take
+    letters of any script in a plain name); empty when the label has no letter or digit."""
+    name = _NOT_A_WORD.sub("_", label.casefold()).strip("_")
+    return f"_{name}" if name[:1].isdigit() else name
+
+
 def cap_identifier(name: str, limit: int = MAX_IDENTIFIER_BYTES) -> str:
     """Cut a name to `limit` UTF-8 bytes on a character boundary (Cyrillic letters take two bytes)."""
     encoded = name.encode()
     if len(encoded) <= limit:
         return name
-    return encoded[:limit].decode(errors="ignore").rstrip()
+    return encoded[:limit].decode(errors="ignore").rstrip(" _")
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,7 @@ class Dataset:
         return None
 
     def add_local_times(self, query: SelectBuilder, table: str, skip: Collection[str] = ()) -> None:
-        """`<column>_local` beside every timestamp column of `table` (user fields: under their labels only)."""
+        """`<column>_local` beside every timestamp column of `table` (user fields: under their label names only)."""
         for column in self.columns[table]:
             local = self.local_time(f"t.{quote(column)}") if column in self.timestamps.get(table, ()) else None
             if local and not column.startswith("_dlt") and column not in skip:
@@ -135,12 +145,12 @@ class SelectBuilder:
         self.partitioned = dataset.has(root, PORTAL_COLUMN)
 
     def add(self, expression: str, name: str, fallback_suffix: str = "") -> None:
-        """Add an output column; a taken name gets `fallback_suffix` (then a number) appended."""
+        """Add an output column; a taken name gets `_<fallback_suffix>` (then a number) appended."""
         candidates = [cap_identifier(name)]
         if fallback_suffix:
-            suffix = f" ({fallback_suffix})"
+            suffix = f"_{fallback_suffix}"
             candidates.append(cap_identifier(name, MAX_IDENTIFIER_BYTES - len(suffix.encode())) + suffix)
-        candidates += [cap_identifier(name, MAX_IDENTIFIER_BYTES - 4) + f" {n}" for n in range(2, 100)]
+        candidates += [cap_identifier(name, MAX_IDENTIFIER_BYTES - 4) + f"_{n}" for n in range(2, 100)]
         chosen = next(c for c in candidates if c.casefold() not in self._taken)
         self._taken.add(chosen.casefold())
         self.columns.append((expression, chosen))
@@ -183,7 +193,7 @@ def joined_name(column: str) -> str:
 
 
 class EntityView:
-    """The view of one CRM entity: its own columns, dictionary names, and user fields under their labels."""
+    """The view of one CRM entity: its own columns, dictionary names, and user fields named after their labels."""
 
     def __init__(self, dataset: Dataset, table: str, catalog: Catalog):
         self.dataset = dataset
@@ -282,13 +292,13 @@ class EntityView:
         alias = self.query.join("users", f"{{j}}.id = t.{quote(column)}")
         return full_name(alias, self.dataset, "users")
 
-    # ---- user fields: under their labels
+    # ---- user fields: named after their labels
 
     def _user_field(self, info: FieldInfo) -> None:
         column = self.dataset.column_of(info.code)
-        label = (info.label or info.code).strip() or info.code
+        name = label_identifier(info.label or "") or column
         if info.multiple:
-            self._aggregate(info, label)
+            self._aggregate(info, name)
             return
         if not self.dataset.has(self.table, column):
             return
@@ -296,8 +306,8 @@ class EntityView:
         if info.type == "money":
             amount, currency = column + AMOUNT_SUFFIX, column + CURRENCY_SUFFIX
             if self.dataset.has(self.table, amount, currency):
-                self.query.add(f"t.{quote(amount)}", label, info.code)
-                self.query.add(f"t.{quote(currency)}", f"{label} currency", info.code)
+                self.query.add(f"t.{quote(amount)}", name, column)
+                self.query.add(f"t.{quote(currency)}", f"{name}_currency", column)
                 return
         elif info.type == "enumeration" and self._has_options():
             alias = self.query.join(self._options(), self._option_of(info, "{j}", value), joined_table="fields")
@@ -305,11 +315,11 @@ class EntityView:
         elif info.type in _USER_TYPES:
             value = self._user_name(column) or value
         elif info.type == "address":  # "Tverskaya st. 7, Moscow|55.757;37.615|17": the address, its coordinates
-            self.query.add(f"NULLIF(split_part({value}, '|', 2), '')", f"{label} coordinates", info.code)
+            self.query.add(f"NULLIF(split_part({value}, '|', 2), '')", f"{name}_coordinates", column)
             value = f"NULLIF(split_part({value}, '|', 1), '')"
-        self.query.add(value, label, info.code)
+        self.query.add(value, name, column)
         if info.type == "crm" and (named := self._crm_reference_name(value)):
-            self.query.add(named, f"{label} name", info.code)
+            self.query.add(named, f"{name}_name", column)
 
     def _crm_reference_name(self, value: str) -> str | None:
         """A `crm` user field links any record as `<prefix>_<id>` (C_118 a contact, CO_5 a company, D_12 a deal,
@@ -365,7 +375,7 @@ class EntityView:
             f"FROM {self.dataset.table(child)} c{joins} GROUP BY c._dlt_parent_id)"
         )
         alias = self.query.join(values, "{j}._dlt_parent_id = t._dlt_id", joined_table=child)
-        self.query.add(f"{alias}.v", name, info.code if info.custom else "")
+        self.query.add(f"{alias}.v", name, self.dataset.column_of(info.code) if info.custom else "")
 
 
 def payments_view(dataset: Dataset) -> str:
@@ -533,7 +543,8 @@ def stage_funnel_view(dataset: Dataset, owners: dict[int, str]) -> str:
         "AVG(CASE WHEN NOT is_current THEN duration_seconds END) / 86400 AS avg_days "
         f"FROM h GROUP BY {', '.join(key)}"
     )
-    select = "f.*"
+    kinds = f"CASE WHEN f.entity_type_id = 1 THEN {semantics('f.stage_semantic_id', 'status')} ELSE "
+    select = f"f.*, {kinds}{semantics('f.stage_semantic_id', 'stage')} END AS stage_semantics"  # as v_deals has
     if "stage_sort" in labels:
         same = " AND ".join(f"r.{c} IS NOT DISTINCT FROM f.{c}" for c in key[:-1])
         select += (

@@ -115,18 +115,19 @@ def test_a_custom_enumeration_decoded_by_its_label(loaded: tuple[Portal, dlt.Pip
 
 
 def test_the_notebooks_tables(loaded: tuple[Portal, dlt.Pipeline, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The notebook's leads by source, median days in stage and treatments sold, against the API's figures."""
+    """The notebook's leads by source, median days in stage, treatments sold and funnel, against the API's
+    figures."""
     portal, _, path = loaded
     monkeypatch.setenv("BITRIX24_DUCKDB", str(path))
     monkeypatch.setenv("BITRIX24_DATASET", DATASET_NAME)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(ROOT / "notebooks" / "crm_analyses.ipynb", as_version=4)
-    for table in ("sources", "stays", "treatments"):
+    for table in ("sources", "stays", "treatments", "funnel"):
         notebook.cells.append(nbformat.v4.new_code_cell(f'print({table}.to_json(orient="records"))'))
     NotebookClient(
         notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
     ).execute()
-    printed = ["".join(o.get("text", "") for o in cell.outputs) for cell in notebook.cells[-3:]]
+    printed = ["".join(o.get("text", "") for o in cell.outputs) for cell in notebook.cells[-4:]]
     table = {r["source"]: (r["leads"], r["leads_with_deals"]) for r in json.loads(printed[0])}
     expected = {(k or "(no source)"): v for k, v in leads_by_source(portal).items()}
     assert table == expected
@@ -140,6 +141,8 @@ def test_the_notebooks_tables(loaded: tuple[Portal, dlt.Pipeline, Path], monkeyp
     revenue = won_treatments(portal)
     assert set(sold) == set(revenue)
     assert all(abs(sold[k] - float(v)) < 0.01 for k, v in revenue.items())
+    funnel = {(r["pipeline_name"], r["stage_name"]): (r["reached"], r["in_stage_now"]) for r in json.loads(printed[3])}
+    assert funnel == deal_funnel(portal)
 
 
 def test_payments_by_month_fall_in_the_portals_month(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
@@ -295,3 +298,39 @@ def test_the_deal_funnel_from_the_history(loaded: tuple[Portal, dlt.Pipeline, Pa
     got = {(p, s): (r, n) for p, s, r, n in rows(path, readme_query("the deal funnel"))}
     assert got == expected
     assert any(r > n for r, n in expected.values())  # deals went on past a stage
+
+
+def test_open_deals_per_pipeline_and_stage_through_the_view(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    pipelines = {c["id"]: c["name"] for c in portal.call("crm.category.list", {"entityTypeId": 2})["categories"]}
+    stages = {
+        (int(s.get("CATEGORY_ID") or 0), s["STATUS_ID"]): (s["NAME"], s.get("SEMANTICS"))
+        for s in portal.call("crm.status.list")
+        if s["ENTITY_ID"].startswith("DEAL_STAGE")
+    }
+    expected: Counter[tuple[str, str]] = Counter()
+    for deal in portal_list(portal, CATALOG.entity("deals"), ["ID", "CATEGORY_ID", "STAGE_ID"]):
+        name, semantics = stages[(int(deal["CATEGORY_ID"]), deal["STAGE_ID"])]
+        if semantics not in ("S", "F"):
+            expected[(pipelines[int(deal["CATEGORY_ID"])], name)] += 1
+    got = {(p, s): n for p, s, n in rows(path, readme_query("open deals per pipeline and stage"))}
+    assert got == dict(expected) and len(got) > 3
+
+
+def test_custom_fields_through_the_view_under_their_label_names(loaded: tuple[Portal, dlt.Pipeline, Path]) -> None:
+    portal, _, path = loaded
+    by_label = {
+        m["listLabel"]: (code, m) for code, m in portal.call("crm.deal.fields").items() if code.startswith("UF_")
+    }
+    clinic, clinic_meta = by_label["Clinic"]
+    prepayment, prepayment_meta = by_label["Prepayment"]
+    assert prepayment_meta["type"] == "money"
+    labels = {int(i["ID"]): i["VALUE"] for i in clinic_meta["items"]}
+    expected = {}
+    for deal in portal_list(portal, CATALOG.entity("deals"), ["ID", clinic, prepayment]):
+        amount, _, currency = (deal[prepayment] or "").partition("|")
+        if amount:
+            option = int(deal[clinic]) if deal[clinic] else None
+            expected[int(deal["ID"])] = (labels.get(option) if option else None, Decimal(amount), currency)
+    got = {i: (c, a, cur) for i, c, a, cur in rows(path, readme_query("custom fields through the view"))}
+    assert got == expected and len(got) > 10

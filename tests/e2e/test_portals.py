@@ -117,7 +117,7 @@ def test_portals_share_one_dataset_with_a_portal_column(
             )
             assert cur.fetchone()[0] == 70
             # a multiple enumeration's labels come from its own portal's options: one label per stored value
-            commas = """length("Services") - length(replace("Services", ', ', ','))"""
+            commas = """length(services) - length(replace(services, ', ', ','))"""
             cur.execute(f"SELECT sum({commas} + 1) FROM {dataset}.v_deals")
             labels = cur.fetchone()[0]
             cur.execute(f"SELECT count(*) FROM {dataset}.deals__uf_crm_1699000008 WHERE value IS NOT NULL")

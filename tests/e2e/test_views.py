@@ -1,9 +1,11 @@
 """The analysts' views after a real sync into DuckDB and Postgres: each view row equals the raw tables joined by
-hand here (in Python, from plain SELECTs), user fields sit under the labels the portal's own metadata gives, and
-a user field added on the portal is in `v_deals` after the next run."""
+hand here (in Python, from plain SELECTs), user fields are named after the labels the portal's own metadata gives,
+every view column is a lower-case name typed without quotes, and a user field added on the portal is in `v_deals`
+after the next run."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -50,6 +52,11 @@ def user_fields(portal: Portal) -> dict[tuple[str, bool], tuple[str, str, dict[i
     return found
 
 
+def named(label: str) -> str:
+    """A view's name of a label: lower case, every run of other characters one underscore."""
+    return re.sub(r"[^0-9a-zа-яё]+", "_", label.lower()).strip("_")
+
+
 def view_columns(pipeline: dlt.Pipeline, view: str) -> list[str]:
     found = query(
         pipeline,
@@ -78,13 +85,16 @@ def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipelin
         "v_product_revenue",
     }
     assert {v["table_name"] for v in views} == VIEWS | wider | smart
+    for v in views:  # one style: every column a lower-case name that needs no quotes (Cyrillic labels included)
+        odd = [c for c in view_columns(pipeline, v["table_name"]) if not re.fullmatch(r"[a-zа-яё_][0-9a-zа-яё_]*", c)]
+        assert not odd, (v["table_name"], odd)
 
     stages = rows(pipeline, "stages")
     pipelines = {(p["entity_type_id"], p["id"]): p["name"] for p in rows(pipeline, "pipelines")}
     users, companies, contacts = by_id(pipeline, "users"), by_id(pipeline, "companies"), by_id(pipeline, "contacts")
     raw_deals = rows(pipeline, "deals")
     naming = pipeline.default_schema.naming
-    ufs = user_fields(portal)
+    ufs = {key: (code, named(label), options) for key, (code, label, options) in user_fields(portal).items()}
     clinic, clinic_label, clinic_options = ufs[("enumeration", False)]
     services, services_label, services_options = ufs[("enumeration", True)]
     prepayment, prepayment_label, _ = ufs[("money", False)]
@@ -121,16 +131,16 @@ def test_views_join_the_dictionaries_and_label_user_fields(pipeline: dlt.Pipelin
         assert v[services_label] == (", ".join(chosen) or None)
         money = naming.normalize_identifier(prepayment)
         assert v[prepayment_label] == deal[money + "_amount"]
-        assert v[f"{prepayment_label} currency"] == deal[money + "_currency"]
+        assert v[f"{prepayment_label}_currency"] == deal[money + "_currency"]
         assert v[coordinator_label] == full_name(users.get(deal[naming.normalize_identifier(coordinator)]))
         link = deal[naming.normalize_identifier(referrer)]  # a `crm` field: C_<contact id> or CO_<company id>
         kind, _, linked = (link or "").partition("_")
         expected = full_name(contacts.get(int(linked))) if kind == "C" else None
         expected = companies[int(linked)]["title"] if kind == "CO" else expected
-        assert v[referrer_label] == link and v[f"{referrer_label} name"] == expected, link
+        assert v[referrer_label] == link and v[f"{referrer_label}_name"] == expected, link
         checked["referrers"] += expected is not None
         address, _, rest = (deal[naming.normalize_identifier(hotel)] or "").partition("|")
-        assert v[hotel_label] == (address or None) and v[f"{hotel_label} coordinates"] == (rest.split("|")[0] or None)
+        assert v[hotel_label] == (address or None) and v[f"{hotel_label}_coordinates"] == (rest.split("|")[0] or None)
         checked["addresses"] += bool(rest)
         checked["labels"] += bool(enum_id is not None and chosen and deal[money + "_amount"] is not None)
     assert checked["won"] and checked["lost"] and checked["open"] and checked["labels"] and checked["referrers"]
@@ -196,11 +206,12 @@ def test_a_new_user_field_appears_in_the_view_after_the_next_run(pipeline: dlt.P
 
     run(pipeline, portal)
     columns = view_columns(pipeline, "v_deals")
-    capped = long_label.encode()[:MAX_IDENTIFIER_BYTES].decode(errors="ignore").rstrip()
+    capped = named(long_label).encode()[:MAX_IDENTIFIER_BYTES].decode(errors="ignore").rstrip("_")
     assert capped in columns and len(capped.encode()) <= MAX_IDENTIFIER_BYTES
-    duplicate = next(c for c in columns if c.startswith(clinic_label) and clinic2 in c)
-    assert columns.count(clinic_label) == 1
-    sql = f'SELECT id, "{capped}" AS funding, "{duplicate}" AS clinic2 FROM {{}} ORDER BY id'
+    naming = pipeline.default_schema.naming
+    duplicate = f"{named(clinic_label)}_{naming.normalize_identifier(clinic2)}"  # the name was taken
+    assert duplicate in columns and columns.count(named(clinic_label)) == 1
+    sql = f"SELECT id, {capped} AS funding, {duplicate} AS clinic2 FROM {{}} ORDER BY id"  # no quotes needed
     found = query(pipeline, sql, "v_deals")
     assert found[4] == {"id": 5, "funding": "Собственные средства", "clinic2": "Собственные средства"}
     assert all(r["funding"] is None for r in found if r["id"] != 5)
