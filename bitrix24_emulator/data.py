@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 import random
+from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 from .dictionaries_seed import (
@@ -222,21 +225,45 @@ def _uf_value_single(uf: UserField, rng: random.Random, counts: dict[str, int], 
 # ---- records ----------------------------------------------------------------------------------------------
 
 
+# A medical-tourism agency's year: enquiries peak in spring and autumn, fall in the summer heat and over the
+# new-year holidays (January..December); and the agency grows, its last year twice as busy as its first.
+SEASON = (0.7, 0.9, 1.25, 1.35, 1.2, 1.0, 0.7, 0.7, 1.25, 1.35, 1.1, 0.6)
+GROWTH = 1.0
+
+
+def _day_weights() -> tuple[list[float], list[float]]:
+    """Each day's share of the records over the portal's five years, and their running sum (from 0)."""
+    days = (PORTAL_END - PORTAL_START - 3600) // 86400
+    weights = [
+        SEASON[datetime.fromtimestamp(PORTAL_START + d * 86400, UTC).month - 1] * (1 + GROWTH * d / days)
+        for d in range(days)
+    ]
+    return weights, [0.0, *accumulate(weights)]
+
+
+_WEIGHTS, _RUNNING = _day_weights()
+
+
 class _Timeline:
-    """Creation times in id order over five years, with bursts of records sharing one second (imports)."""
+    """Creation times in id order over five years, as busy as the season (`SEASON`, `GROWTH`), with bursts of
+    records sharing one second (imports)."""
 
     def __init__(self, rng: random.Random, n: int):
         self.n = max(n, 1)
-        self.span = PORTAL_END - PORTAL_START - 3600
         # the first index of each burst of 25 (a multiple of 25: `created` looks bursts up by i - i % 25)
         self.burst = {rng.randrange(self.n) // 25 * 25 for _ in range(max(1, self.n // 400))}
         self.mass_updates = sorted(rng.randint(PORTAL_END - 86400 * 400, PORTAL_END - 600) for _ in range(8))
 
     def created(self, i: int, b: _Bits) -> int:
-        step = self.span / self.n
         if (i - i % 25) in self.burst:  # 25 records created in the same second
-            return PORTAL_START + int((i - i % 25) * step)
-        return PORTAL_START + int(i * step + b.take(max(1, int(step))))
+            return self._at(i - i % 25)
+        return self._at(i + b.take(1000) / 1000)
+
+    def _at(self, position: float) -> int:
+        """The instant by which `position` of the `n` records exist: ids stay in creation order."""
+        target = position / self.n * _RUNNING[-1]
+        day = min(bisect_right(_RUNNING, target) - 1, len(_WEIGHTS) - 1)
+        return PORTAL_START + int((day + (target - _RUNNING[day]) / _WEIGHTS[day]) * 86400)
 
     def modified(self, created: int, b: _Bits) -> int:
         kind = b.take(20)
@@ -353,7 +380,10 @@ class _Generator:
         self.staff = [tuple(1 + rng.randrange(self.users) for _ in range(5)) for _ in range(TEMPLATES)]
         self.deal_amounts: dict[int, tuple[float, str]] = {}
         self.invoice_amounts: dict[int, tuple[float, str, str]] = {}
-        self.converted_leads: list[tuple[int, int]] = []  # (id, created) of CONVERTED leads: the deals' leads
+        # (id, created, (source, utm_source, utm_medium, utm_campaign, company, contact)) of CONVERTED leads
+        self.converted_leads: list[tuple[int, int, tuple[Any, ...]]] = []
+        # every deal's amount and currency (index in CURRENCIES), by id - 1: what its invoices bill
+        self.deal_money, self.deal_currency = array("d"), array("B")
 
     def _common(self, key: str) -> tuple[_Timeline, list[tuple[Any, ...]]]:
         return _Timeline(self.rng, self.counts[key]), self.uf_templates[key]
@@ -632,16 +662,20 @@ class _Generator:
                 status = statuses[b2.take(len(statuses))]
                 phone, email = b2.take(10) < 9, b2.take(10) < 6
                 converted = status == "CONVERTED"
-                if converted:
-                    self.converted_leads.append((rid, created))
                 cur = CURRENCIES[b2.take(8)]
+                title = f"{SERVICES[b2.take(len(SERVICES))]}: {person[1]} {person[3]}"
+                facts = misc[b2.take(TEMPLATES)]
+                company = 1 + b2.take(companies) if converted and companies and b2.take(2) else None
+                contact = 1 + b2.take(contacts) if converted and contacts else None
+                if converted:  # its deals carry on its source, campaign, contact and company
+                    self.converted_leads.append((rid, created, (facts[0], *facts[-3:], company, contact)))
                 yield (
                     rid,
-                    f"{SERVICES[b2.take(len(SERVICES))]}: {person[1]} {person[3]}",
+                    title,
                     *person,
                     status,
                     semantic[status],
-                    *misc[b2.take(TEMPLATES)],
+                    *facts,
                     cur,
                     round(b2.take(500000) * RATE[cur] / 10, 2),
                     "N",
@@ -654,8 +688,8 @@ class _Generator:
                     staff[2],
                     created,
                     modified,
-                    1 + b2.take(companies) if converted and companies and b2.take(2) else None,
-                    1 + b2.take(contacts) if converted and contacts else None,
+                    company,
+                    contact,
                     "N",
                     modified if semantic[status] != "P" else None,
                     *ufs[b2.take(TEMPLATES)],
@@ -740,9 +774,12 @@ class _Generator:
         getbits = rng.getrandbits
         day = self.day
         amounts = self.deal_amounts
+        money, currency = self.deal_money, self.deal_currency
         pay_share = 3  # one deal in three gets payments
         due = self._converted_lead_queue(n, leads)
-        waiting: list[tuple[int, int]] = []  # converted leads due, without their deal yet (oldest first)
+        waiting: list[
+            tuple[int, int, tuple[Any, ...]]
+        ] = []  # converted leads due, without their deal yet (oldest first)
 
         def rows() -> Iterator[tuple[Any, ...]]:
             for i in range(n):
@@ -752,6 +789,7 @@ class _Generator:
                 created = tl.created(i, b)
                 waiting.extend(due.get(i, ()))
                 lead = waiting.pop(0) if waiting and waiting[0][1] < created else None  # made after its lead
+                facts = misc[b2.take(TEMPLATES)]
                 staff = self.staff[b.take(TEMPLATES)]
                 modified = tl.modified(created, b)
                 cat = cats[b.take(8)]
@@ -760,6 +798,13 @@ class _Generator:
                 amount = round((500 + b2.take(20000) * 5) * RATE[cur], 2) if b2.take(10) else 0.0
                 if rid % pay_share == 0:
                     amounts[rid] = (amount, cur)
+                money.append(amount)
+                currency.append(CURRENCIES.index(cur))
+                company = 1 + b2.take(max(1, companies * rid // n)) if companies and b2.take(5) < 3 else None
+                contact = 1 + b2.take(max(1, contacts * rid // n)) if contacts and b2.take(5) < 4 else None
+                if lead:  # a converted lead's deal: its source, UTM tags, contact and company
+                    source, utm_source, utm_medium, utm_campaign, company, contact = lead[2]
+                    facts = (source, facts[1], utm_source, utm_medium, utm_campaign, facts[5])
                 closed = sem != "P"
                 first, last, _s, _l = self.names[b2.take(TEMPLATES)]
                 begin = day(created)
@@ -779,8 +824,8 @@ class _Generator:
                     amount,
                     "N",
                     0.0,
-                    1 + b2.take(max(1, companies * rid // n)) if companies and b2.take(5) < 3 else None,
-                    1 + b2.take(max(1, contacts * rid // n)) if contacts and b2.take(5) < 4 else None,
+                    company,
+                    contact,
                     begin,
                     day(modified + 86400 * 14) if not closed else day(modified),
                     "Y",
@@ -795,19 +840,19 @@ class _Generator:
                     lead[0] if lead else None,
                     modified if b2.take(2) else None,
                     staff[4],
-                    *misc[b2.take(TEMPLATES)],
+                    *facts,
                     *ufs[b2.take(TEMPLATES)],
                 )
 
         _insert(conn, self.store.table("deal"), names, rows())
 
-    def _converted_lead_queue(self, n: int, leads: int) -> dict[int, list[tuple[int, int]]]:
+    def _converted_lead_queue(self, n: int, leads: int) -> dict[int, list[tuple[int, int, tuple[Any, ...]]]]:
         """deal index -> converted leads (id, created) that become due there: at about the lead's own time (ids
         follow creation time), every fifth lead twice. A due lead goes to the first deal created after it."""
-        due: dict[int, list[tuple[int, int]]] = {}
-        for k, (lead, created) in enumerate(self.converted_leads):
+        due: dict[int, list[tuple[int, int, tuple[Any, ...]]]] = {}
+        for k, converted in enumerate(self.converted_leads):
             for extra in range(2 if k % 5 == 4 else 1):
-                due.setdefault(min(n - 1, lead * n // max(leads, 1) + 3 * extra), []).append((lead, created))
+                due.setdefault(min(n - 1, converted[0] * n // max(leads, 1) + 3 * extra), []).append(converted)
         return due
 
     def invoices(self, conn: Any) -> None:
@@ -845,6 +890,7 @@ class _Generator:
         ]
         getbits = rng.getrandbits
         day = self.day
+        billed: dict[int, float] = {}  # deal id -> what its invoices have not billed yet
 
         def rows() -> Iterator[tuple[Any, ...]]:
             for i in range(n):
@@ -856,6 +902,13 @@ class _Generator:
                 stage, sem = stages[b.take(len(stages))]
                 cur = CURRENCIES[b.take(8)]
                 amount = round((100 + b.take(5000) * 10) * RATE[cur], 2)
+                deal = self._invoiced_deal(i * deals // max(n, 1) - b.take(10)) if b.take(10) < 7 else None
+                share = (1 + b.take(4)) / 4
+                left = billed.get(deal[0], deal[2]) if deal else 0.0
+                parent = deal[0] if deal and left > 0 else None
+                if deal and parent is not None:  # a part of its deal's amount, in the deal's currency
+                    cur, amount = deal[1], round(min(deal[2] * share, left), 2)
+                    billed[parent] = left - amount
                 self.invoice_amounts[rid] = (amount, cur, sem or "")
                 yield (
                     rid,
@@ -875,7 +928,7 @@ class _Generator:
                     0.0,
                     cur,
                     SOURCES[b.take(len(SOURCES))][0],
-                    1 + b.take(deals) if deals and b.take(10) < 7 else None,
+                    parent,
                     staff[0],
                     staff[1],
                     staff[2],
@@ -887,6 +940,15 @@ class _Generator:
                 )
 
         _insert(conn, self.store.table("smart_invoice"), names, rows())
+
+    def _invoiced_deal(self, index: int) -> tuple[int, str, float] | None:
+        """The deal (id, currency, amount) an invoice bills, near deal `index` in time: not one of the deals paid
+        directly (every third), whose payments already cover their amount."""
+        deal = max(1, index + 1)
+        deal -= deal % 3 == 0
+        if deal < 1 or deal > len(self.deal_money) or self.deal_money[deal - 1] <= 0:
+            return None
+        return deal, CURRENCIES[self.deal_currency[deal - 1]], self.deal_money[deal - 1]
 
     def payments(self, conn: Any) -> None:
         """Orders bound to deals (every third) and smart invoices, with 1-3 payments each; some paid."""

@@ -72,8 +72,9 @@ SEARCH = {"WEB", "WEBFORM"}  # the website: reached directly or through search
 
 
 def test_the_generated_sales_story_is_coherent() -> None:
-    """Deals come from converted leads only, after them; UTM tags agree with the source; payments are in their
-    deal's currency and add up to at most its amount."""
+    """Deals come from converted leads only, after them, with the lead's source, campaign, contact and company;
+    UTM tags agree with the source; payments and invoices are in their deal's currency and add up to at most its
+    amount; the seasons show."""
     with Portal(deals=600, leads=300, contacts=150, companies=30, users=5, limits=False) as portal:
         conn = portal.store.conn
         leads = {i: (s, c) for i, s, c in conn.execute("SELECT ID, STATUS_ID, DATE_CREATE FROM lead")}
@@ -96,3 +97,37 @@ def test_the_generated_sales_story_is_coherent() -> None:
         assert sums
         for _deal, _currency, amount, paid, parts, foreign in sums:
             assert foreign == 0 and paid <= amount + 0.01 * parts
+
+        # a converted lead's deal carries on its source, campaign, contact and company
+        inherited = conn.execute(
+            "SELECT count(*), sum(d.SOURCE_ID IS NOT l.SOURCE_ID OR d.UTM_SOURCE IS NOT l.UTM_SOURCE "
+            "OR d.UTM_CAMPAIGN IS NOT l.UTM_CAMPAIGN OR d.CONTACT_ID IS NOT l.CONTACT_ID "
+            "OR d.COMPANY_ID IS NOT l.COMPANY_ID) FROM deal d JOIN lead l ON l.ID = d.LEAD_ID"
+        ).fetchone()
+        assert inherited[0] == len(deals) and inherited[1] == 0
+        # a deal's invoices bill it in its currency, and everything paid for a deal (directly or through its
+        # invoices) adds up to at most its amount
+        invoices = conn.execute(
+            "SELECT count(*), sum(i.CURRENCY_ID <> d.CURRENCY_ID) FROM smart_invoice i "
+            "JOIN deal d ON d.ID = i.PARENT_ID_2"
+        ).fetchone()
+        assert invoices[0] > 10 and invoices[1] == 0
+        paid = conn.execute(
+            "SELECT d.ID, max(d.OPPORTUNITY), sum(p.SUM), count(*) FROM payment p "
+            "JOIN sale_order o ON o.ID = p.ORDER_ID "
+            "LEFT JOIN smart_invoice i ON o.OWNER_TYPE_ID = 31 AND i.ID = o.OWNER_ID "
+            "JOIN deal d ON d.ID = (CASE o.OWNER_TYPE_ID WHEN 2 THEN o.OWNER_ID ELSE i.PARENT_ID_2 END) GROUP BY d.ID"
+        ).fetchall()
+        assert all(total <= amount + 0.01 * parts for _d, amount, total, parts in paid)
+        assert any(o == 31 for (o,) in conn.execute("SELECT OWNER_TYPE_ID FROM sale_order"))
+
+        # seasons: spring and autumn are busier than the summer heat and the new-year holidays
+        months = dict(
+            conn.execute(
+                "SELECT CAST(strftime('%m', DATE_CREATE, 'unixepoch') AS INTEGER), count(*) FROM "
+                "(SELECT DATE_CREATE FROM lead UNION ALL SELECT DATE_CREATE FROM deal) GROUP BY 1"
+            )
+        )
+        peak = sum(months[m] for m in (3, 4, 5, 9, 10)) / 5
+        trough = sum(months[m] for m in (7, 8, 12)) / 3
+        assert peak > 1.4 * trough, months
