@@ -1,8 +1,9 @@
 """The emulator in its own process (limits off, seeded), on a working copy of a portal file generated once
-per size, plus the admin calls the cases need (uncounted, unlimited: `X-Emulator-Admin: 1`)."""
+per size and emulator version, plus the admin calls the cases need (uncounted, unlimited: `X-Emulator-Admin: 1`)."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,15 @@ import requests
 
 ADMIN = {"X-Emulator-Admin": "1"}
 SEED = 7
+EMULATOR = Path(__file__).resolve().parents[2] / "bitrix24_emulator"
+
+
+def emulator_version() -> str:
+    """A digest of the emulator's code: a portal file seeded by other code is another portal."""
+    digest = hashlib.sha256()
+    for path in sorted(EMULATOR.rglob("*.py")):
+        digest.update(path.relative_to(EMULATOR).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ class Emulator:
 
     def __init__(self, size: PortalSize, results: Path, nice: list[str]):
         self.size = size
-        self.pristine = results / f"portal-{size.label}-seed{SEED}.sqlite"
+        self.pristine = results / f"portal-{size.label}-seed{SEED}-{emulator_version()}.sqlite"
         self.work_db = results / f"work-{size.label}.sqlite"
         self.nice = nice
         self.process: subprocess.Popen[str] | None = None
@@ -63,6 +73,8 @@ class Emulator:
 
     def __enter__(self) -> Emulator:
         if not self.pristine.exists():
+            for stale in self.pristine.parent.glob(f"portal-{self.size.label}-seed{SEED}*.sqlite"):
+                stale.unlink()  # seeded by an earlier emulator
             started = time.monotonic()
             self._start(self.pristine)  # seeds the file, then serves; stop it and keep the file
             self.stop()
