@@ -8,10 +8,12 @@ about a warehouse's quirks, in one room. A new quirk is a field here (or a row i
   `_dlt_id` UNIQUE, so there the half-loaded package is aborted and read again (`crash_repair.py`).
 - view dialect: the `v_*` views' SQL (quoting, string_agg, LIKE) is DuckDB's and Postgres'.
 - single writer: DuckDB takes one writing process per file (the portals command serialises them).
-- tuning: DuckDB's default memory limit is 80% of RAM; its merge of a large package grows towards it, so a
-  bounded limit makes it spill instead (`[bitrix24_sync] duckdb_memory_limit`, default 384MB;
-  `duckdb_threads`). dlt gzips its intermediate files by default: they live for one run on local disk and
-  compressing them costs about a tenth of the sync's CPU (`[data_writer] disable_compression` wins).
+- tuning (peak memory is set by the load; `docs/performance.md`): DuckDB's default memory limit is 80% of RAM
+  and its load of a large package grows towards it, so a bounded limit makes it spill instead
+  (`[bitrix24_sync] duckdb_memory_limit`, default 128MB; `duckdb_threads`), and its load jobs run one at a
+  time (dlt's 20 at once each hold their own buffers; `[load] workers` wins). dlt gzips its intermediate files
+  by default: they live for one run on local disk and compressing them costs about a tenth of the sync's CPU
+  (`[data_writer] disable_compression` wins).
 - error hints: dlt wraps driver errors in a paragraph of generic advice; the driver's reason sits after
   "The actual reason given is:". We keep that reason (first line) and add the fix users need.
 """
@@ -25,7 +27,7 @@ from typing import Any, Literal
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-DEFAULT_DUCKDB_MEMORY_LIMIT = "384MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 
 
 class DestinationError(Exception):
@@ -40,6 +42,7 @@ class DestinationProfile:
     row_id: str | None = None  # the physical row id that tells a row's copies apart ("repair" only)
     views: bool = False  # the v_* views' SQL works here
     single_writer: bool = False  # one writing process per database file
+    load_workers: int | None = None  # dlt's parallel load jobs (None: dlt's default)
 
     def pipeline_destination(self, duckdb_path: str | None = None, postgres_url: str | None = None) -> Any:
         """dlt's destination object, tuned."""
@@ -51,7 +54,9 @@ class DestinationProfile:
 
 
 _PROFILES = {
-    "duckdb": DestinationProfile("duckdb", "parquet", "repair", "rowid", views=True, single_writer=True),
+    "duckdb": DestinationProfile(
+        "duckdb", "parquet", "repair", "rowid", views=True, single_writer=True, load_workers=1
+    ),
     "postgres": DestinationProfile("postgres", views=True),
     "motherduck": DestinationProfile("motherduck", views=True),
 }
@@ -72,14 +77,25 @@ def duckdb_credentials(path: str) -> DuckDbCredentials:
     return DuckDbCredentials(path, global_config=settings)
 
 
-def default_writer_settings() -> None:
-    """Uncompressed intermediate files, and an emptied staging dataset after each load (`<dataset>_staging` is
-    where dlt's merge puts a load's rows before it merges them; kept, it holds a copy of the last load), unless
-    the user's dlt config says otherwise."""
-    if dlt.config.get("data_writer.disable_compression") is None:
-        dlt.config["data_writer.disable_compression"] = True
-    if dlt.config.get("load.truncate_staging_dataset") is None:
-        dlt.config["load.truncate_staging_dataset"] = True
+def default_dlt_settings(destination: str) -> None:
+    """dlt settings the sync needs, unless the user's dlt config says otherwise:
+
+    - resources extracted one after another (`[extract] next_item_mode = "fifo"`): dlt's default round robin
+      keeps every resource's current batch (and the one prefetched behind it) alive at once, a few hundred MB
+      with a dozen readers; one at a time, one batch;
+    - the destination's load workers (`DestinationProfile.load_workers`);
+    - uncompressed intermediate files, and an emptied staging dataset after each load (`<dataset>_staging` is
+      where dlt's merge puts a load's rows before it merges them; kept, it holds a copy of the last load)."""
+    defaults: dict[str, Any] = {
+        "extract.next_item_mode": "fifo",
+        "data_writer.disable_compression": True,
+        "load.truncate_staging_dataset": True,
+    }
+    if (workers := profile(destination).load_workers) is not None:
+        defaults["load.workers"] = workers
+    for key, value in defaults.items():
+        if dlt.config.get(key) is None:
+            dlt.config[key] = value
 
 
 _REASON = re.compile(r"The actual reason given is:\s*(.*)", re.DOTALL)

@@ -34,7 +34,7 @@ from pipelines.crash_repair import (
     set_aside,
 )
 from pipelines.deletes import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
-from pipelines.destinations import DestinationError, default_writer_settings, explain, hide_passwords, profile
+from pipelines.destinations import DestinationError, default_dlt_settings, explain, hide_passwords, profile
 from pipelines.list_tables import migrate_list_tables
 from pipelines.partition import partition_by_portal
 from pipelines.run_log import append_run, run_record, utc_stamp
@@ -95,7 +95,7 @@ def make_pipeline(
     Relative paths are this folder's: the DuckDB file is where the user says (dlt would resolve a relative path
     against the folder of the pipeline's first run), and the state lives in `./.dlt/pipelines/` (the project's
     `.dlt/`, beside the config dlt reads from this folder), unless `pipelines_dir` says otherwise."""
-    default_writer_settings()
+    default_dlt_settings(str(getattr(destination, "destination_name", destination)))
     pipelines_dir = Path(pipelines_dir or DEFAULT_PIPELINES_DIR).expanduser().resolve()
     check_working_folder(pipelines_dir / pipeline_name)
     if destination in ("duckdb", "postgres"):

@@ -1,15 +1,16 @@
-"""Resource defaults of the pipeline: DuckDB's memory limit and uncompressed intermediate files, each
-overridable from dlt config."""
+"""Resource defaults of the pipeline: DuckDB's memory limit, one resource extracted at a time, DuckDB's load jobs
+one at a time, uncompressed intermediate files; each overridable from dlt config."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import dlt
 import pytest
 from dlt.common.configuration import resolve_configuration
 from dlt.common.data_writers.buffered import BufferedDataWriter
 
-from pipelines.destinations import default_writer_settings
+from pipelines.destinations import default_dlt_settings
 from pipelines.runner import make_pipeline
 
 
@@ -20,7 +21,7 @@ def duckdb_setting(tmp_path: Path, name: str) -> object:
 
 
 def test_duckdb_gets_a_bounded_memory_limit(tmp_path: Path) -> None:
-    assert duckdb_setting(tmp_path, "memory_limit") == "366.2 MiB"  # 384MB as DuckDB prints it
+    assert duckdb_setting(tmp_path, "memory_limit") == "122.0 MiB"  # 128MB as DuckDB prints it
 
 
 def test_the_memory_limit_and_threads_come_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,8 +40,19 @@ def writer_compresses() -> bool:
 
 
 def test_compression_is_off_unless_the_user_config_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    default_writer_settings()
+    default_dlt_settings("duckdb")
     assert not writer_compresses()
     monkeypatch.setenv("NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "false")
-    default_writer_settings()
+    default_dlt_settings("duckdb")
     assert writer_compresses()
+
+
+def test_resources_are_extracted_one_at_a_time_unless_the_user_config_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default_dlt_settings("duckdb")
+    assert dlt.config.get("extract.next_item_mode") == "fifo" and dlt.config.get("load.workers") == 1
+    monkeypatch.setenv("EXTRACT__NEXT_ITEM_MODE", "round_robin")
+    monkeypatch.setenv("LOAD__WORKERS", "4")
+    default_dlt_settings("duckdb")
+    assert dlt.config.get("extract.next_item_mode") == "round_robin" and int(dlt.config.get("load.workers")) == 4
