@@ -10,8 +10,9 @@ about a warehouse's quirks, in one room. A new quirk is a field here (or a row i
 - single writer: DuckDB takes one writing process per file (the portals command serialises them).
 - tuning (peak memory is set by the load; `docs/performance.md`): DuckDB's default memory limit is 80% of RAM
   and its load of a large package grows towards it, so a bounded limit makes it spill instead
-  (`[bitrix24_sync] duckdb_memory_limit`, default 128MB; `duckdb_threads`), and its load jobs run one at a
-  time (dlt's 20 at once each hold their own buffers; `[load] workers` wins). dlt gzips its intermediate files
+  (`[bitrix24_sync] duckdb_memory_limit`, default 384MB: at 128MB a merge of 100k deals' product rows ran out of
+  memory; `duckdb_threads`), and its load jobs run one at a time (dlt's 20 at once each hold their own
+  buffers; `[load] workers` wins). dlt gzips its intermediate files
   by default: they live for one run on local disk and compressing them costs about a tenth of the sync's CPU
   (`[data_writer] disable_compression` wins).
 - error hints: dlt wraps driver errors in a paragraph of generic advice; the driver's reason sits after
@@ -27,7 +28,7 @@ from typing import Any, Literal
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "384MB"
 
 
 class DestinationError(Exception):

@@ -21,7 +21,7 @@ def duckdb_setting(tmp_path: Path, name: str) -> object:
 
 
 def test_duckdb_gets_a_bounded_memory_limit(tmp_path: Path) -> None:
-    assert duckdb_setting(tmp_path, "memory_limit") == "122.0 MiB"  # 128MB as DuckDB prints it
+    assert duckdb_setting(tmp_path, "memory_limit") == "366.2 MiB"  # 384MB as DuckDB prints it
 
 
 def test_the_memory_limit_and_threads_come_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
