@@ -26,7 +26,7 @@ import dlt
 from dlt.common.schema import Schema
 
 from pipelines.destinations import dataset_columns
-from pipelines.views import literal, quote
+from pipelines.views import literal
 from sources.bitrix24 import RAW_SUFFIX, ConfigError, ReadableNaming, SourceState, catalog_of
 
 log = logging.getLogger("bitrix24_sync.pipeline")
@@ -142,12 +142,14 @@ def _refuse_shared(client: Any, schema: Schema, pipeline_name: str) -> None:
 
 
 def _rename_sql(client: Any, renames: Renames, has_fields: bool) -> list[str]:
+    """The statements, with identifiers quoted as the destination quotes them (dlt's sql client)."""
+    name = client.escape_column_name
     statements = []
     for table, columns in renames.columns.items():
         qualified = client.make_qualified_table_name(table)
-        statements += [f"ALTER TABLE {qualified} RENAME COLUMN {quote(o)} TO {quote(n)}" for o, n in columns.items()]
+        statements += [f"ALTER TABLE {qualified} RENAME COLUMN {name(o)} TO {name(n)}" for o, n in columns.items()]
     for old, new in renames.tables.items():
-        statements.append(f"ALTER TABLE {client.make_qualified_table_name(old)} RENAME TO {quote(new)}")
+        statements.append(f"ALTER TABLE {client.make_qualified_table_name(old)} RENAME TO {name(new)}")
     if has_fields:
         fields = client.make_qualified_table_name("fields")
         for table, columns in renames.columns.items():

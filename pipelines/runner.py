@@ -34,7 +34,14 @@ from pipelines.crash_repair import (
     set_aside,
 )
 from pipelines.deletes import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
-from pipelines.destinations import DestinationError, default_dlt_settings, explain, hide_passwords, profile
+from pipelines.destinations import (
+    DestinationError,
+    dataset_columns,
+    default_dlt_settings,
+    explain,
+    hide_passwords,
+    profile,
+)
 from pipelines.list_tables import migrate_list_tables
 from pipelines.partition import partition_by_portal
 from pipelines.run_log import append_run, run_record, utc_stamp
@@ -174,16 +181,9 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
         raise DestinationError(f"cannot use the {pipeline.destination.destination_name} destination: {message}")
 
 
-def _table_names(client: Any, dataset: str) -> list[str]:
-    rows = client.execute_sql(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", dataset
-    )
-    return [name for (name,) in rows or []]
-
-
 def _foreign_tables(client: Any, dataset: str) -> list[str]:
     """Tables of a dataset dlt never loaded (it has no `_dlt_loads`): loading into them would fail half-way."""
-    names = _table_names(client, dataset)
+    names = sorted(dataset_columns(client, dataset))
     return [] if not names or "_dlt_loads" in names else names
 
 
@@ -191,8 +191,8 @@ def new_entity_tables(pipeline: dlt.Pipeline, catalog: Catalog) -> frozenset[str
     """The catalog's entity tables the destination does not have: their first load appends (`SourceRun`). Read
     from the destination itself, not the schema: a table an aborted load created is there."""
     with pipeline.sql_client() as client:
-        existing = set(_table_names(client, pipeline.dataset_name))
-    return frozenset(spec.resource for spec in catalog.entities) - existing
+        existing = dataset_columns(client, pipeline.dataset_name)
+    return frozenset(spec.resource for spec in catalog.entities) - set(existing)
 
 
 def finish_pending(pipeline: dlt.Pipeline) -> bool:
