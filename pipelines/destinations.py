@@ -9,10 +9,14 @@ about a warehouse's quirks, in one room. A new quirk is a field here (or a row i
 - view dialect: the `v_*` views' SQL (quoting, string_agg, LIKE) is DuckDB's and Postgres'.
 - single writer: DuckDB takes one writing process per file (the portals command serialises them).
 - tuning (peak memory is set by the load; `docs/performance.md`): DuckDB's default memory limit is 80% of RAM
-  and its load of a large package grows towards it, so a bounded limit makes it spill instead
-  (`[bitrix24_sync] duckdb_memory_limit`, default 384MB: at 128MB a merge of 100k deals' product rows ran out of
-  memory; `duckdb_threads`), and its load jobs run one at a time (dlt's 20 at once each hold their own
-  buffers; `[load] workers` wins). dlt gzips its intermediate files
+  and its load of a large package grows towards it, so the load runs bounded (`bounded_load`):
+  `[bitrix24_sync] duckdb_memory_limit`, default 96MB, one DuckDB thread (`duckdb_threads`; each thread holds its
+  own buffers: at 96MB two threads ran out of memory in a merge of 100k deals' product rows, one did not even at
+  64MB) and no preserved insertion order (DuckDB's own advice for out-of-memory errors; nothing here reads rows
+  in insertion order: the crash repair tells identical copies apart by row id, whichever it keeps). Queries
+  (views, deletes, the crash repair, a user's `pipeline.sql_client()`) keep DuckDB's defaults: a view with a
+  dozen multiple-field aggregates needs more than 96MB on a small portal already. Its load jobs run one at a
+  time (dlt's 20 at once each hold their own buffers; `[load] workers` wins). dlt gzips its intermediate files
   by default: they live for one run on local disk and compressing them costs about a tenth of the sync's CPU
   (`[data_writer] disable_compression` wins).
 - error hints: dlt wraps driver errors in a paragraph of generic advice; the driver's reason sits after
@@ -22,13 +26,16 @@ about a warehouse's quirks, in one room. A new quirk is a field here (or a row i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-DEFAULT_DUCKDB_MEMORY_LIMIT = "384MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "96MB"
+DEFAULT_DUCKDB_THREADS = 1
 
 
 class DestinationError(Exception):
@@ -69,13 +76,37 @@ def profile(name: str) -> DestinationProfile:
 
 
 def duckdb_credentials(path: str) -> DuckDbCredentials:
-    """Credentials for the DuckDB file at `path` with a bounded memory limit (see the module docstring)."""
-    settings: dict[str, Any] = {
-        "memory_limit": str(dlt.config.get("bitrix24_sync.duckdb_memory_limit") or DEFAULT_DUCKDB_MEMORY_LIMIT)
+    """Credentials for the DuckDB file at `path`: DuckDB's own settings, bounded during a load (`bounded_load`)."""
+    return DuckDbCredentials(path, global_config={})
+
+
+def duckdb_load_settings() -> dict[str, Any]:
+    """The DuckDB settings of a load (see the module docstring), from dlt config or the defaults."""
+    return {
+        "memory_limit": str(dlt.config.get("bitrix24_sync.duckdb_memory_limit") or DEFAULT_DUCKDB_MEMORY_LIMIT),
+        "threads": int(dlt.config.get("bitrix24_sync.duckdb_threads") or DEFAULT_DUCKDB_THREADS),
+        "preserve_insertion_order": False,
     }
-    if threads := dlt.config.get("bitrix24_sync.duckdb_threads"):
-        settings["threads"] = int(threads)
-    return DuckDbCredentials(path, global_config=settings)
+
+
+@contextmanager
+def bounded_load(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """Connections opened inside take the load's DuckDB settings (`duckdb_load_settings`), the ones after it
+    DuckDB's own again. dlt applies a credentials' `global_config` to each connection it opens (it closes them
+    between its steps), and its load jobs use the pipeline's credentials object: changed in place, so that a copy
+    of the credentials shares it. Other destinations: nothing to do."""
+    credentials = getattr(pipeline.destination, "config_params", {}).get("credentials")
+    settings = credentials.global_config if isinstance(credentials, DuckDbCredentials) else None
+    if settings is None:
+        yield
+        return
+    saved = dict(settings)
+    settings.update(duckdb_load_settings())
+    try:
+        yield
+    finally:
+        settings.clear()
+        settings.update(saved)
 
 
 def default_dlt_settings(destination: str) -> None:

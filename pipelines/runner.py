@@ -36,6 +36,7 @@ from pipelines.crash_repair import (
 from pipelines.deletes import DeleteOptions, DeleteReport, after_load, reconcile_warehouse
 from pipelines.destinations import (
     DestinationError,
+    bounded_load,
     dataset_columns,
     default_dlt_settings,
     explain,
@@ -204,8 +205,9 @@ def finish_pending(pipeline: dlt.Pipeline) -> bool:
     if pending:
         log.warning("loading data a previous run left pending before syncing")
         try:
-            pipeline.normalize()
-            pipeline.load()
+            with bounded_load(pipeline):
+                pipeline.normalize()
+                pipeline.load()
         except PipelineStepFailed as failed:
             if not never_loads(failed):
                 raise
@@ -337,11 +339,12 @@ def _locked_sync(
     failure: BaseException | None = None
     collector, pipeline.collector = pipeline.collector, StepCollector(meter)  # normalize and load report too
     try:
-        info = pipeline.run(
-            source,
-            loader_file_format=profile(pipeline.destination.destination_name).loader_file_format,
-            refresh="drop_resources" if full_refresh else None,
-        )
+        with bounded_load(pipeline):
+            info = pipeline.run(
+                source,
+                loader_file_format=profile(pipeline.destination.destination_name).loader_file_format,
+                refresh="drop_resources" if full_refresh else None,
+            )
     except PipelineStepFailed as step_failed:
         failure = _portal_cause(step_failed)
         if failure is None and never_loads(step_failed):

@@ -1,30 +1,61 @@
-"""One shared continuation batch for every keyset chain the discovery batch left unfinished.
+"""Batches shared between keyset chains, so that short chains do not each pay for a request of their own.
 
-After discovery each resource used to send its own next batch: an incremental run where deals, leads and the
-payments' owner scan each have a few pages more cost one request per chain. Here the 50 commands of one batch
-are shared between those chains (25 pages each for two, ...), so small windows all finish in one request and a
-large one continues on its own from where its share ended. A chain whose share failed simply continues from its
-last good row with its own batches (and raises there if the failure persists): nothing is skipped.
+* `continue_chains`: after discovery each resource used to send its own next batch: an incremental run where
+  deals, leads and the payments' owner scan each have a few pages more cost one request per chain. Here the 50
+  commands of one batch are shared between those chains (25 pages each for two, ...), so small windows all finish
+  in one request and a large one continues on its own from where its share ended. A chain whose share failed
+  simply continues from its last good row with its own batches (and raises there if the failure persists):
+  nothing is skipped.
+* `pooled_chains`: many short chains read from the start (the product rows of 50 owners each): every request
+  carries 50 commands, the next pages of the unfinished chains first, then the first pages of new ones, so a
+  chain's second page rides with other chains' first pages instead of costing a request of its own.
+
+`shared_commands` (who gets how many of a batch's 50 commands) is pure; the two functions drive it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Generic, TypeVar
 
-from .api import Bitrix24Client
+from .api import Bitrix24Client, TransientError
+from .api.client import pause
 from .paging import (
     BATCH_SIZE,
     DEFAULT_START_ID,
+    MAX_STALLED_RETRIES,
     PAGE_SIZE,
     ChainResult,
+    Commands,
     ListQuery,
     Page,
     ascending_after,
     chain_commands,
     keyset_pages,
     read_chain,
+    retry_delay,
+    subcall_failure,
 )
+
+log = logging.getLogger("bitrix24_sync.paging")
+Tag = TypeVar("Tag")
+
+
+def shared_commands(chains: Mapping[str, tuple[ListQuery, Any]], prefix: str) -> tuple[Commands, dict[str, list[str]]]:
+    """One batch's commands for up to 50 chains, each continuing after its id: the 50 commands split as evenly
+    as they go (the first ones get the remainder). Also the command keys of each chain, in page order."""
+    assert 0 < len(chains) <= BATCH_SIZE, "one batch takes 1 to 50 chains"
+    share, extra = divmod(BATCH_SIZE, len(chains))
+    commands: Commands = {}
+    keys: dict[str, list[str]] = {}
+    for i, (key, (query, after)) in enumerate(chains.items()):
+        part = chain_commands(query, after, share + (i < extra), f"{prefix}{i}x")
+        commands.update(part)
+        keys[key] = list(part)
+    return commands, keys
 
 
 def continue_chains(client: Bitrix24Client, heads: Mapping[str, tuple[ListQuery, Page]]) -> dict[str, ChainResult]:
@@ -39,13 +70,7 @@ def continue_chains(client: Bitrix24Client, heads: Mapping[str, tuple[ListQuery,
     if len(chains) < 2:
         return {}
     chains = dict(list(chains.items())[:BATCH_SIZE])
-    share, extra = divmod(BATCH_SIZE, len(chains))
-    commands: dict[str, tuple[str, dict[str, Any]]] = {}
-    keys: dict[str, list[str]] = {}
-    for i, (key, (query, head)) in enumerate(chains.items()):
-        part = chain_commands(query, head[-1][query.id_field], share + (i < extra), f"c{i}x")
-        commands.update(part)
-        keys[key] = list(part)
+    commands, keys = shared_commands({k: (q, head[-1][q.id_field]) for k, (q, head) in chains.items()}, "c")
     response = client.batch(commands)
     return {
         key: read_chain(query, keys[key], response, head[-1][query.id_field]) for key, (query, head) in chains.items()
@@ -64,3 +89,59 @@ def chain_pages(
     yield from packed.pages
     if not packed.finished:
         yield from keyset_pages(client, query, after=packed.last_id, prefix=prefix)
+
+
+@dataclass(eq=False)
+class _Chain(Generic[Tag]):
+    tag: Tag
+    query: ListQuery
+    after: Any = DEFAULT_START_ID
+    pages: list[Page] = field(default_factory=list)
+    stalled: int = 0  # failed rounds in a row without a new row
+
+
+def pooled_chains(
+    client: Bitrix24Client,
+    chains: Iterable[tuple[Tag, ListQuery]],
+    prefix: str,
+    *,
+    sleep: Callable[[float], None] = pause,
+) -> Iterator[list[tuple[Tag, list[Page]]]]:
+    """Read every chain of `chains` (each from the start) to its end, 50 commands per request shared between
+    them: unfinished chains first (one page each, oldest first), then new chains pulled from `chains` (lazily:
+    pulling may cost the caller's own requests) until 50 are open; with fewer than 50 open the spare commands
+    chain more pages onto each. After every request, the chains that ended, with their pages.
+
+    A failed page is read again in the next round (the chain's earlier pages stay); an error that is not
+    transient, or one that repeats `MAX_STALLED_RETRIES` times without a new row, is raised: nothing is
+    skipped."""
+    new = iter(chains)
+    open_chains: list[_Chain[Tag]] = []
+    while True:
+        open_chains.extend(_Chain(tag, query) for tag, query in islice(new, BATCH_SIZE - len(open_chains)))
+        if not open_chains:
+            return
+        turn = {str(i): chain for i, chain in enumerate(open_chains[:BATCH_SIZE])}
+        commands, keys = shared_commands({k: (c.query, c.after) for k, c in turn.items()}, prefix)
+        response = client.batch(commands)
+        ended: list[_Chain[Tag]] = []
+        failed: list[tuple[_Chain[Tag], Exception]] = []
+        for key, chain in turn.items():
+            read = read_chain(chain.query, keys[key], response, chain.after)
+            chain.pages.extend(read.pages)
+            chain.after = read.last_id
+            if read.failed_key is not None:
+                error = subcall_failure(client, chain.query.method, response, read.failed_key)
+                chain.stalled = 0 if read.pages else chain.stalled + 1
+                if not isinstance(error, TransientError) or chain.stalled > MAX_STALLED_RETRIES:
+                    raise error
+                failed.append((chain, error))
+            elif read.finished:
+                ended.append(chain)
+        if failed:
+            log.warning("%d pages failed (%s); reading them again", len(failed), failed[0][1])
+            sleep(retry_delay(client, max(chain.stalled for chain, _ in failed)))
+        if ended:
+            gone = {id(chain) for chain in ended}
+            open_chains = [chain for chain in open_chains if id(chain) not in gone]
+            yield [(chain.tag, chain.pages) for chain in ended]

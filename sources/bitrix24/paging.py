@@ -7,14 +7,15 @@ found), so every page after the first short page of a chain is garbage: its rows
 An error on a page that still matters is never skipped: the chain resumes after the last good row (retrying a
 bounded number of times without progress) or raises.
 
-`ListQuery`, `chain_commands` and `read_chain` are pure; `keyset_pages` drives them with a client.
+`ListQuery`, `chain_commands` and `read_chain` are pure; `keyset_batches` (and `keyset_pages`, its pages) drive
+them with a client.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,25 @@ def ascending_after(query: ListQuery, rows: Page, after: Any) -> bool:
     return all(a < b for a, b in zip([floor, *ids], ids, strict=False))
 
 
+@dataclass
+class CallResult:
+    result: Any
+    total: int | None = None
+    next: int | None = None
+
+
+Rider = Callable[[list[Page]], Commands]  # the pages a batch read -> commands for the next request (< 50)
+
+
+@dataclass
+class KeysetBatch:
+    """What one request of a keyset read brought: the chain's pages, and the results of the commands that
+    rode along (`rider`), which are about the pages of the batch before."""
+
+    pages: list[Page]
+    riders: dict[str, CallResult | Bitrix24Error] = field(default_factory=dict)
+
+
 def keyset_pages(
     client: Bitrix24Client,
     query: ListQuery,
@@ -119,11 +139,27 @@ def keyset_pages(
 ) -> Iterator[Page]:
     """Yield every page of `query` after id `after`, 2,500 rows per request. `first_page` is a page already
     fetched (by the discovery batch) starting after `after`."""
+    for batch in keyset_batches(client, query, first_page=first_page, after=after, prefix=prefix, sleep=sleep):
+        yield from batch.pages
+
+
+def keyset_batches(
+    client: Bitrix24Client,
+    query: ListQuery,
+    *,
+    first_page: Page | None = None,
+    after: Any = DEFAULT_START_ID,
+    prefix: str = "p",
+    rider: Rider | None = None,
+    sleep: Callable[[float], None] = pause,
+) -> Iterator[KeysetBatch]:
+    """`keyset_pages` a request at a time. `rider`, given the pages a batch (or `first_page`) read, returns
+    commands about them that take seats of the next request (the chain gets the rest); their results arrive
+    with the next batch. The last batch's riders have no next request: the caller sends them itself."""
     if first_page is not None:
         if not ascending_after(query, first_page, after):
             raise TransientError(f"{query.method} returned a page out of id order", method=query.method)
-        if first_page:
-            yield first_page
+        yield KeysetBatch([first_page] if first_page else [])
         if len(first_page) < PAGE_SIZE:
             return
         after = first_page[-1][query.id_field]
@@ -132,17 +168,23 @@ def keyset_pages(
     # the portal's round trips overlap local work. Only a batch the loop would send next is sent early.
     # A caller that stops early (an error, dlt's add_limit) does not wait for the request in flight.
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitrix24-prefetch")
+
+    def send(pages: list[Page]) -> tuple[list[str], Commands, Future[BatchResponse]]:
+        riding = rider(pages) if rider is not None and pages else {}
+        assert len(riding) < BATCH_SIZE, "riders leave the chain at least one page"
+        chain = chain_commands(query, after, BATCH_SIZE - len(riding), prefix)
+        return list(chain), riding, ahead.submit(client.batch, {**chain, **riding})
+
     try:
-        commands = chain_commands(query, after, BATCH_SIZE, prefix)
-        pending = ahead.submit(client.batch, commands)
+        keys, riding, pending = send([first_page] if first_page else [])
         while True:
             response = pending.result()
-            chain = read_chain(query, list(commands), response, after)
+            chain = read_chain(query, keys, response, after)
+            arrived = {key: _call_result(client, method, response, key) for key, (method, _) in riding.items()}
             if chain.failed_key is None and not chain.finished:
                 after, stalled = chain.last_id, 0
-                commands = chain_commands(query, after, BATCH_SIZE, prefix)
-                pending = ahead.submit(client.batch, commands)
-            yield from chain.pages
+                keys, riding, pending = send(chain.pages)
+            yield KeysetBatch(chain.pages, arrived)
             if chain.failed_key is None:
                 if chain.finished:
                     return
@@ -154,10 +196,15 @@ def keyset_pages(
             log.warning("%s: a page failed (%s); resuming after id %s", query.method, error, chain.last_id)
             sleep(retry_delay(client, stalled))
             after = chain.last_id
-            commands = chain_commands(query, after, BATCH_SIZE, prefix)
-            pending = ahead.submit(client.batch, commands)
+            keys, riding, pending = send(chain.pages)
     finally:
         ahead.shutdown(wait=False, cancel_futures=True)
+
+
+def _call_result(client: Bitrix24Client, method: str, response: BatchResponse, key: str) -> CallResult | Bitrix24Error:
+    if key in response.errors or key not in response.result:
+        return subcall_failure(client, method, response, key)
+    return CallResult(response.result[key], response.total.get(key), response.next.get(key))
 
 
 def retry_delay(client: Bitrix24Client, attempt: int) -> float:
@@ -171,13 +218,6 @@ def subcall_failure(client: Bitrix24Client, method: str, response: BatchResponse
     if key in response.errors:
         return client.subcall_error(method, response.errors[key])
     return TransientError(f"{method} returned a result of an unexpected shape", method=method)
-
-
-@dataclass
-class CallResult:
-    result: Any
-    total: int | None = None
-    next: int | None = None
 
 
 def batch_calls(

@@ -6,11 +6,11 @@
   (`sale.payment.list`) when the webhook has the `sale` scope (about 2 requests), or else one batch of 50
   `crm.item.payment.list` calls per 50 owners.
 * With the `sale` scope, new payments portal-wide: a `sale.payment.list` keyset on `id` after the last id seen
-  (first page in the discovery batch), owners mapped with one `crm.orderentity.list` call (`start=-1`: all
-  bindings) per 2,500 payments.
+  (first page in the discovery batch), owners mapped with one `crm.orderentity.list` command (`start=-1`: all
+  bindings) per batch of payments, riding in the keyset's next request (one seat of its 50).
   Without the scope the probe fails with `insufficient_scope` in the discovery batch, which costs no request.
 * A periodic sweep re-reads every payment (a payment marked paid does not touch its deal): with `sale`,
-  ceil(P/2500) keyset requests + ceil(P/2500) mapping requests; without, ceil(D/2500) id-scan requests +
+  about ceil(P/2450) keyset requests + one for the last batch's mapping; without, ceil(D/2500) id-scan requests +
   ceil(D/50) payment-list requests for D owners.
 
 The owner scan keeps its own cursor rather than reusing the deals resource's rows, so payments stay exact
@@ -26,17 +26,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api import Bitrix24Client, TransientError
+from .api import Bitrix24Client, Bitrix24Error, TransientError
 from .catalog import EntitySpec
 from .entities import id_query
 from .fields import CoercionReport, FieldPlan
-from .paging import BATCH_SIZE, CallResult, Commands, ListQuery, Page, batch_calls, keyset_pages
+from .paging import BATCH_SIZE, CallResult, Commands, ListQuery, Page, batch_calls, keyset_batches
 from .plan import PlanPart, RunPlan, SyncOptions
 from .state import SourceState
 from .window import is_due, utc_now
 
 SALE_KEY = "sale"
 SALE_METHOD = "sale.payment.list"
+MAPPING_KEY = "m"  # the owner mapping riding in a sale.payment.list batch
 PAYMENT_KEYS = (
     "id",
     "accountNumber",
@@ -172,27 +173,40 @@ class PaymentReader(PlanPart):
         )
 
     def _sale_payments(self, plan: RunPlan, after: int) -> Iterator[list[dict[str, Any]]]:
-        """Keyset over all payments after `after`, mapped to owners one batch per 50 pages."""
+        """Keyset over all payments after `after`; the owners of a batch's payments are mapped by a command
+        riding in the next batch (the last batch's by a request of its own)."""
         query = self._sale_query()
-        group: list[Page] = []
         head = plan.head(SALE_KEY, query)
-        for page in keyset_pages(self.client, query, first_page=head, after=after, prefix="s"):
-            group.append(page)
-            if len(group) == BATCH_SIZE:
-                yield from self._with_owners(group)
-                group = []
-        if group:
-            yield from self._with_owners(group)
+        read: list[Page] = []
+        for batch in keyset_batches(
+            self.client, query, first_page=head, after=after, prefix="s", rider=self._mapping_of
+        ):
+            if read:
+                yield from self._with_owners(read, batch.riders.get(MAPPING_KEY))
+            read = batch.pages
+        if read:
+            yield from self._with_owners(read, None)
 
-    def _with_owners(self, pages: list[Page]) -> Iterator[list[dict[str, Any]]]:
-        """Owners of a batch's payments with one `crm.orderentity.list` sub-call: `start=-1` returns every
-        binding of the filter's orders at once (this method's own meaning of -1,
-        `crm-order-entity-list.md`), so a batch of 2,500 payments costs one request, without `next` rounds."""
+    @staticmethod
+    def _mapping_of(pages: list[Page]) -> Commands:
+        """The owners of these payments' orders with one `crm.orderentity.list` command: `start=-1` returns
+        every binding of the filter's orders at once (this method's own meaning of -1,
+        `crm-order-entity-list.md`), so 2,500 payments cost one command, without `next` rounds."""
         order_ids = sorted({i for page in pages for p in page if (i := _int(p.get("orderId")))})
-        commands: Commands = {}
-        if order_ids:
-            commands["m"] = ("crm.orderentity.list", {"filter": {"@orderId": order_ids}, "start": -1})
-        owners = self._order_owners(list(batch_calls(self.client, commands).values()))
+        if not order_ids:
+            return {}
+        return {MAPPING_KEY: ("crm.orderentity.list", {"filter": {"@orderId": order_ids}, "start": -1})}
+
+    def _with_owners(
+        self, pages: list[Page], mapped: CallResult | Bitrix24Error | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The payments with their owners, from the mapping that rode along; when it did not (the last batch)
+        or failed, it is read now (a failure that is not transient is raised)."""
+        if not isinstance(mapped, CallResult):
+            if isinstance(mapped, Bitrix24Error) and not isinstance(mapped, TransientError):
+                raise mapped
+            mapped = batch_calls(self.client, self._mapping_of(pages)).get(MAPPING_KEY)
+        owners = self._order_owners([mapped] if mapped is not None else [])
         for page in pages:
             yield self._typed([_payment_row(p, owners.get(_int(p.get("orderId")), (None, None))) for p in page])
 

@@ -6,11 +6,13 @@ time is not documented, so two reads:
   (2,500 ids per request, its first page in the discovery batch: a run with nothing changed costs nothing),
 * every `owner_sweep_hours`, every owner (rows edited without the owner changing arrive at the latest then).
 
-Per 50 owners one `crm.item.productrow.list` command (`=ownerType`, `=ownerId` as an array, keyset on `id`),
-50 commands a batch: ceil(k/2500) requests for k owners when they have under 50 rows per 50 owners, one more
-page per further 50 rows. Each owner read is one row of `product_rows` with its rows in the child table
-`product_rows__items`, merged on (owner_type_id, owner_id): an owner's rows are replaced whole, so a deleted
-row disappears and an owner whose rows were all removed keeps an empty list.
+Per 50 owners one `crm.item.productrow.list` chain (`=ownerType`, `=ownerId` as an array, keyset on `id`; the
+filter needs both keys, so the owners are listed), and the chains share their batches (`packing.pooled_chains`):
+a group's second page rides with other groups' first pages, so k owners cost about ceil(k/2500) id-scan requests
+plus one request per 50 pages of rows (ceil(k/50) pages for owners with under one row each). Each owner read is
+one row of `product_rows` with its rows in the child table `product_rows__items`, merged on (owner_type_id,
+owner_id): an owner's rows are replaced whole, so a deleted row disappears and an owner whose rows were all
+removed keeps an empty list.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from .api import Bitrix24Client
 from .catalog import PRODUCT_ROWS, EntitySpec
 from .entities import id_query
 from .fields import CoercionReport, FieldPlan
-from .packing import chain_pages, continue_chains
-from .paging import BATCH_SIZE, Commands, ListQuery, Page, batch_calls
+from .packing import pooled_chains
+from .paging import BATCH_SIZE, PAGE_SIZE, Commands, ListQuery, Page
 from .plan import PlanPart, RunPlan, SyncOptions
 from .state import SourceState
 from .window import is_due, utc_now
@@ -81,15 +83,15 @@ class ProductRowReader(PlanPart):
     def pages(self, plan: RunPlan) -> Iterator[list[dict[str, Any]]]:
         plan.discover()
         started = utc_now().isoformat()
-        for owner in self.owners:
-            group: list[list[int]] = []
-            for page in plan.chain_pages(owners_key(owner), self._owner_query(owner), "po"):
-                group.append([int(r[owner.id_field]) for r in page])
-                if len(group) == BATCH_SIZE:
-                    yield self._rows_of(plan, owner, group)
-                    group = []
-            if group:
-                yield self._rows_of(plan, owner, group)
+        groups = (group for owner in self.owners for group in self._groups(plan, owner))
+        read: list[dict[str, Any]] = []
+        for ended in pooled_chains(self.client, groups, "r"):
+            read.extend(row for (owner, ids), pages in ended for row in self._owner_rows(plan, owner, ids, pages))
+            if len(read) >= BATCH_SIZE * PAGE_SIZE:
+                yield read
+                read = []
+        if read:
+            yield read
         if self.options.backfill is None:
             state = SourceState.current()
             for owner in self.owners:
@@ -97,32 +99,30 @@ class ProductRowReader(PlanPart):
             if self.sweep:
                 state.set_last_sweep(PRODUCT_ROWS, started)
 
-    def _rows_of(self, plan: RunPlan, owner: EntitySpec, groups: list[list[int]]) -> list[dict[str, Any]]:
-        """The rows of up to 2,500 owners: one batch of first pages, then what a group has beyond 50 rows."""
-        queries = {
-            f"r{i}": ListQuery(
-                METHOD, {"filter": {"=ownerType": owner.product_owner_type, "=ownerId": ids}}, "id", ("productRows",)
-            )
-            for i, ids in enumerate(groups)
-        }
-        firsts = batch_calls(self.client, {k: (METHOD, q.page_params(0)) for k, q in queries.items()})
-        heads: dict[str, tuple[ListQuery, Page]] = {k: (q, q.rows(firsts[k].result) or []) for k, q in queries.items()}
-        packed = continue_chains(self.client, heads)
+    def _groups(self, plan: RunPlan, owner: EntitySpec) -> Iterator[tuple[tuple[EntitySpec, list[int]], ListQuery]]:
+        """Per page of the owner id scan (50 owners), the query of their product rows (one pool for all the
+        owner entities: the last groups of one share batches with the first of the next)."""
+        for page in plan.chain_pages(owners_key(owner), self._owner_query(owner), "po"):
+            ids = [int(r[owner.id_field]) for r in page]
+            where = {"=ownerType": owner.product_owner_type, "=ownerId": ids}
+            yield (owner, ids), ListQuery(METHOD, {"filter": where}, "id", ("productRows",))
+
+    def _owner_rows(
+        self, plan: RunPlan, owner: EntitySpec, ids: list[int], pages: list[Page]
+    ) -> Iterator[dict[str, Any]]:
+        """One row per owner with its product rows (an owner without any keeps an empty list)."""
         found: dict[int, list[dict[str, Any]]] = {}
-        for key, (query, head) in heads.items():
-            for page in chain_pages(self.client, query, head, packed.get(key), f"{key}x"):
-                for row in ROW_PLAN.coerce(page, CoercionReport()):
-                    # a key that is null in every row would be a column dlt cannot type: leave nulls out
-                    found.setdefault(int(row["ownerId"]), []).append({k: v for k, v in row.items() if v is not None})
-        return [
-            {
+        for page in pages:
+            for row in ROW_PLAN.coerce(page, CoercionReport()):
+                # a key that is null in every row would be a column dlt cannot type: leave nulls out
+                found.setdefault(int(row["ownerId"]), []).append({k: v for k, v in row.items() if v is not None})
+        for owner_id in ids:
+            items = found.get(owner_id, [])
+            yield {
                 "owner_type_id": owner.entity_type_id,
                 "owner_id": owner_id,
                 "owner_type": owner.product_owner_type,
-                "row_count": len(found.get(owner_id, [])),
+                "row_count": len(items),
                 "read_at": plan.server_time,
-                "items": found.get(owner_id, []),
+                "items": items,
             }
-            for ids in groups
-            for owner_id in ids
-        ]

@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from sources.bitrix24.api import BatchResponse, Bitrix24Error, ScopeError, TransientError
-from sources.bitrix24.paging import ListQuery, batch_calls, chain_commands, keyset_pages, read_chain
+from sources.bitrix24.paging import (
+    CallResult,
+    ListQuery,
+    batch_calls,
+    chain_commands,
+    keyset_batches,
+    keyset_pages,
+    read_chain,
+)
 
 DEALS = ListQuery("crm.deal.list", {"select": ["ID"], "filter": {">=DATE_MODIFY": "2024-01-01T00:00:00+03:00"}})
 
@@ -121,6 +129,24 @@ def test_keyset_pages_continue_from_a_discovery_page() -> None:
     short = ListPortal(30)
     assert len(list(keyset_pages(short, DEALS, first_page=[{"ID": 1}]))) == 1  # type: ignore[arg-type]
     assert short.requests == 0
+
+
+def test_a_rider_about_a_batch_arrives_with_the_next_one() -> None:
+    """A command about the pages just read (here: the row at the batch's last id) takes a seat of the next
+    request; the chain reads 49 pages there, and every row still arrives once."""
+    portal = ListPortal(6000)
+
+    def rider(pages: list[list[dict[str, Any]]]) -> dict[str, tuple[str, dict[str, Any]]]:
+        return {"m": ("crm.deal.list", {"filter": {">ID": pages[-1][-1]["ID"] - 1}})}
+
+    head = [{"ID": i} for i in range(1, 51)]
+    batches = list(keyset_batches(portal, DEALS, first_page=head, rider=rider))  # type: ignore[arg-type]
+    assert [r["ID"] for b in batches for p in b.pages for r in p] == portal.ids
+    assert [sum(len(p) for p in b.pages) for b in batches] == [50, 2450, 2450, 1050]
+    for before, batch in zip(batches, batches[1:], strict=False):
+        mapped = batch.riders["m"]
+        assert isinstance(mapped, CallResult) and mapped.result[0]["ID"] == before.pages[-1][-1]["ID"]
+    assert batches[0].riders == {} and portal.requests == 3  # the last batch's rider is the caller's to send
 
 
 def test_a_failed_page_resumes_after_the_last_good_row() -> None:

@@ -1,5 +1,6 @@
-"""Resource defaults of the pipeline: DuckDB's memory limit, one resource extracted at a time, DuckDB's load jobs
-one at a time, uncompressed intermediate files; each overridable from dlt config."""
+"""Resource defaults of the pipeline: DuckDB's memory limit during a load (DuckDB's own settings for queries), one
+resource extracted at a time, DuckDB's load jobs one at a time, uncompressed intermediate files; each overridable
+from dlt config."""
 
 from __future__ import annotations
 
@@ -10,25 +11,31 @@ import pytest
 from dlt.common.configuration import resolve_configuration
 from dlt.common.data_writers.buffered import BufferedDataWriter
 
-from pipelines.destinations import default_dlt_settings
+from pipelines.destinations import bounded_load, default_dlt_settings
 from pipelines.runner import make_pipeline
 
 
-def duckdb_setting(tmp_path: Path, name: str) -> object:
-    pipeline = make_pipeline(duckdb_path=tmp_path / "w.duckdb", pipelines_dir=tmp_path / "p")
+def duckdb_settings(pipeline: dlt.Pipeline) -> tuple[object, ...]:
     with pipeline.sql_client() as client:
-        return client.execute_sql(f"SELECT current_setting('{name}')")[0][0]  # type: ignore[index]
+        names = ("memory_limit", "threads", "preserve_insertion_order")
+        return tuple(client.execute_sql(f"SELECT current_setting('{name}')")[0][0] for name in names)  # type: ignore[index]
 
 
-def test_duckdb_gets_a_bounded_memory_limit(tmp_path: Path) -> None:
-    assert duckdb_setting(tmp_path, "memory_limit") == "366.2 MiB"  # 384MB as DuckDB prints it
+def test_a_duckdb_load_is_bounded_and_queries_keep_duckdbs_own_settings(tmp_path: Path) -> None:
+    pipeline = make_pipeline(duckdb_path=tmp_path / "w.duckdb", pipelines_dir=tmp_path / "p")
+    own = duckdb_settings(pipeline)
+    assert own[0] != "91.5 MiB" and own[2] is True
+    with bounded_load(pipeline):
+        assert duckdb_settings(pipeline) == ("91.5 MiB", 1, False)  # 96MB as DuckDB prints it
+    assert duckdb_settings(pipeline) == own
 
 
-def test_the_memory_limit_and_threads_come_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_loads_memory_limit_and_threads_come_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BITRIX24_SYNC__DUCKDB_MEMORY_LIMIT", "1GB")
-    monkeypatch.setenv("BITRIX24_SYNC__DUCKDB_THREADS", "1")
-    assert duckdb_setting(tmp_path, "memory_limit") == "953.6 MiB"
-    assert duckdb_setting(tmp_path, "threads") == 1
+    monkeypatch.setenv("BITRIX24_SYNC__DUCKDB_THREADS", "2")
+    pipeline = make_pipeline(duckdb_path=tmp_path / "w.duckdb", pipelines_dir=tmp_path / "p")
+    with bounded_load(pipeline):
+        assert duckdb_settings(pipeline) == ("953.6 MiB", 2, False)
 
 
 def writer_compresses() -> bool:
