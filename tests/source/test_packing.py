@@ -27,23 +27,11 @@ class GroupPortal(ListPortal):
         self.commands: list[int] = []  # commands per request
 
     def batch(self, commands: dict[str, tuple[str, dict[str, Any]]]) -> BatchResponse:
-        self.requests += 1
         self.commands.append(len(commands))
-        codes = zip(list(commands), self.fail.get(self.requests, []), strict=False)
-        failing = {key: code for key, code in codes if code}
-        result: dict[str, Any] = {}
-        errors: dict[str, Any] = {}
-        for key, (_, params) in commands.items():
-            after = params["filter"][">ID"]
-            ids = list(range(1, self.sizes[params["filter"]["group"]] + 1))
-            if isinstance(after, str) and after.startswith("$result["):
-                page = result.get(after[len("$result[") :].split("]")[0], [])
-                after = page[49]["ID"] if len(page) == 50 else None  # unresolved: garbage follows
-            if key in failing:
-                errors[key] = {"error": failing[key], "error_description": ""}
-            else:
-                result[key] = [{"ID": i} for i in ids if after is None or i > int(after)][:50]
-        return BatchResponse(result=result, errors=errors, total={}, next={}, time={})
+        return super().batch(commands)
+
+    def ids_for(self, params: dict[str, Any]) -> list[int]:
+        return list(range(1, self.sizes[params["filter"]["group"]] + 1))
 
 
 def read_all(portal: GroupPortal, names: list[str]) -> dict[str, list[int]]:

@@ -94,6 +94,7 @@ class ListPortal:
         errors: dict[str, Any] = {}
         for key, (_, params) in commands.items():
             after = params["filter"][">ID"]
+            ids = self.ids_for(params)
             if isinstance(after, str) and after.startswith("$result["):
                 ref = after[len("$result[") :].split("]")[0]
                 page = result.get(ref, [])
@@ -101,10 +102,14 @@ class ListPortal:
             if key in failing:
                 errors[key] = {"error": failing[key], "error_description": ""}
             elif isinstance(after, list):
-                result[key] = [{"ID": i} for i in self.ids[:50]]  # garbage
+                result[key] = [{"ID": i} for i in ids[:50]]  # garbage
             else:
-                result[key] = [{"ID": i} for i in self.ids if i > int(after)][:50]
+                result[key] = [{"ID": i} for i in ids if i > int(after)][:50]
         return response(result, errors)
+
+    def ids_for(self, params: dict[str, Any]) -> list[int]:
+        """The ids a command's filter selects (all of them here)."""
+        return self.ids
 
     def subcall_error(self, method: str, error: dict[str, Any]) -> Bitrix24Error:
         if error["error"] == "insufficient_scope":
