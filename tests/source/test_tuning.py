@@ -4,6 +4,9 @@ from dlt config."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dlt
@@ -13,6 +16,8 @@ from dlt.common.data_writers.buffered import BufferedDataWriter
 
 from pipelines.destinations import bounded_load, default_dlt_settings
 from pipelines.runner import make_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def duckdb_settings(pipeline: dlt.Pipeline) -> tuple[object, ...]:
@@ -63,3 +68,13 @@ def test_resources_are_extracted_one_at_a_time_unless_the_user_config_says_other
     monkeypatch.setenv("LOAD__WORKERS", "4")
     default_dlt_settings("duckdb")
     assert dlt.config.get("extract.next_item_mode") == "round_robin" and int(dlt.config.get("load.workers")) == 4
+
+
+def test_postgres_loads_two_jobs_at_a_time(tmp_path: Path) -> None:
+    """In a process of its own: dlt's config is process-wide, and another test set DuckDB's one worker."""
+    code = "import dlt; from pipelines.destinations import default_dlt_settings as d; d('postgres'); "
+    code += "print(dlt.config.get('load.workers'), dlt.config.get('extract.next_item_mode'))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOAD__", "EXTRACT__"))}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert out == ["2", "fifo"]
