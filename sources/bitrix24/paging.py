@@ -180,7 +180,7 @@ def keyset_batches(
         while True:
             response = pending.result()
             chain = read_chain(query, keys, response, after)
-            arrived = {key: _call_result(client, method, response, key) for key, (method, _) in riding.items()}
+            arrived = {key: call_result(client, method, response, key) for key, (method, _) in riding.items()}
             if chain.failed_key is None and not chain.finished:
                 after, stalled = chain.last_id, 0
                 keys, riding, pending = send(chain.pages)
@@ -201,7 +201,8 @@ def keyset_batches(
         ahead.shutdown(wait=False, cancel_futures=True)
 
 
-def _call_result(client: Bitrix24Client, method: str, response: BatchResponse, key: str) -> CallResult | Bitrix24Error:
+def call_result(client: Bitrix24Client, method: str, response: BatchResponse, key: str) -> CallResult | Bitrix24Error:
+    """One sub-call's outcome in a batch response: its result, or the error it failed with."""
     if key in response.errors or key not in response.result:
         return subcall_failure(client, method, response, key)
     return CallResult(response.result[key], response.total.get(key), response.next.get(key))
@@ -238,10 +239,11 @@ def batch_calls(
             chunk = {k: pending[k] for k in keys[start : start + BATCH_SIZE]}
             response = client.batch(chunk)
             for key, (method, _) in chunk.items():
-                if key in response.errors or key not in response.result:
-                    failures[key] = subcall_failure(client, method, response, key)
+                outcome = call_result(client, method, response, key)
+                if isinstance(outcome, CallResult):
+                    done[key] = outcome
                 else:
-                    done[key] = CallResult(response.result[key], response.total.get(key), response.next.get(key))
+                    failures[key] = outcome
         if not failures:
             break
         fatal = next((e for e in failures.values() if not isinstance(e, TransientError)), None)
