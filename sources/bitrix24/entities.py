@@ -93,13 +93,12 @@ class EntityReader(PlanPart):
         group_plan: FieldPlan | None = None
         hinted: set[str] = set()
         for page in plan.chain_pages(self.spec.resource, self.query(), "p"):
-            rows, replanned = self._coerce(page)
-            if replanned:  # rows typed with the old plan go out with it; every table's hints again
+            if self._replanned(page):  # rows of the old plan go out with it; every table's hints again
                 if group_plan is not None and group:
                     yield from self._tables(group_plan, group, hinted)
                 group, hinted = [], set()
             group_plan = self.metadata.plan(self.spec)
-            group.extend(rows)
+            group.extend(page)
             if len(group) >= GROUP_ROWS:
                 yield from self._tables(group_plan, group, hinted)
                 group = []
@@ -110,12 +109,14 @@ class EntityReader(PlanPart):
             SourceState.current().set_cursor(self.spec.resource, plan.next_cursor())
 
     def _tables(self, field_plan: FieldPlan, rows: list[dict[str, Any]], hinted: set[str]) -> Iterator[Any]:
-        """The Arrow tables of a group of typed rows: the root table, then one per multiple field (a table
+        """The Arrow tables of a group of rows as sent: the root table, then one per multiple field (a table
         not created yet is left out while it would get markers only)."""
         schema = dlt.current.source_schema()
-        typed = tables(
-            field_plan, rows, id_field=self.spec.id_field, load_id=dlt.current.load_package_state()["load_id"]
-        )
+        report = CoercionReport()
+        load_id = dlt.current.load_package_state()["load_id"]
+        typed = tables(field_plan, rows, report, id_field=self.spec.id_field, load_id=load_id)
+        self.invalid.update(report.invalid)
+        self.unknown_options.update(report.unknown_options)
         root_columns = lambda: {**field_plan.columns(), **self.root_columns}  # noqa: E731
         yield self._marked(typed.root, self.spec.resource, hinted, root_columns, appends=self.appends)
         for code, child in typed.children.items():
@@ -154,23 +155,22 @@ class EntityReader(PlanPart):
         hints = dlt.mark.make_hints(table_name=table, columns=columns(), **keys)
         return dlt.mark.with_hints(item, hints, create_table_variant=True)
 
-    def _coerce(self, page: Page) -> tuple[list[dict[str, Any]], bool]:
-        """Coerce with the plan; a user field the metadata does not know (added on the portal mid-run) refreshes
-        the metadata once per run and entity, and the page is coerced again with the new plan. Other unknown
-        keys (crm.item's `entityTypeId`) pass through untyped."""
-        report = CoercionReport()
-        rows = self.metadata.plan(self.spec).coerce(page, report)
-        unknown = {k for k in report.unknown_keys - self._untyped if self.spec.is_user_field(k)}
+    def _replanned(self, page: Page) -> bool:
+        """A user field the metadata does not know (added on the portal mid-run) refreshes the metadata once per
+        run and entity, before the page is typed. Other unknown keys (crm.item's `entityTypeId`) pass through
+        untyped."""
+        plan = self.metadata.plan(self.spec)
+        unknown = {k for row in page[:1] for k in row if not plan.knows(k)} - self._untyped
         replanned = False
-        if unknown and self._refresh_once():
-            log.info("%s: fields %s are not in the cached metadata; refreshed it", self.spec.resource, sorted(unknown))
-            report = CoercionReport()
-            rows = self.metadata.plan(self.spec).coerce(page, report)
-            replanned = True
-        self._untyped |= report.unknown_keys
-        self.invalid.update(report.invalid)
-        self.unknown_options.update(report.unknown_options)
-        return rows, replanned
+        if any(self.spec.is_user_field(k) for k in unknown) and self._refresh_once():
+            log.info(
+                "%s: fields %s are not in the cached metadata; refreshed it",
+                self.spec.resource,
+                sorted(k for k in unknown if self.spec.is_user_field(k)),
+            )
+            plan, replanned = self.metadata.plan(self.spec), True
+        self._untyped |= {k for k in unknown if not plan.knows(k)}
+        return replanned
 
     def _refresh_once(self) -> bool:
         if self.spec.resource in self.metadata.refreshed:

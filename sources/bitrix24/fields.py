@@ -111,6 +111,17 @@ _FALSE = frozenset({"N", "n", "0", "false", "False", "FALSE"})
 
 
 def to_int(value: Any) -> int:
+    """An integer that fits the warehouse's bigint (a 25-digit "id" is a bad value, not a failed load)."""
+    number = _integer(value)
+    if not _BIGINT_MIN <= number <= _BIGINT_MAX:
+        raise ValueError("does not fit bigint")
+    return number
+
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+def _integer(value: Any) -> int:
     if type(value) is int:
         return value
     if isinstance(value, str):
@@ -354,6 +365,7 @@ class FieldPlan:
         values that do not fit it go to `<code>__raw`, instead of a hint the destination cannot apply.
         `offset_now`: the portal's UTC offset at the time of the run's requests (how it renders dates)."""
         existing = existing or {}
+        self.offset_now = offset_now
         self._converters = {
             **_CONVERTERS,
             "date": partial(to_date, offset_now=offset_now),
@@ -396,6 +408,39 @@ class FieldPlan:
 
     def knows(self, key: str) -> bool:
         return key in self.specs
+
+    def options(self, key: str) -> frozenset[int] | None:
+        """The option ids of a single-valued enumeration (None: not one, or its metadata lists none)."""
+        return self._options.get(key)
+
+    def column_kind(self, name: str) -> str | None:
+        """The kind of a root column the plan makes: a field's, `<code>__raw` (text), a money field's column
+        (its raw text), `_amount` and `_currency`; None for a key the metadata does not describe."""
+        spec = self.specs.get(name)
+        if spec is not None:
+            return "text" if spec.kind == "money" else spec.kind
+        if name.endswith(RAW_SUFFIX):
+            return "text"
+        for suffix, kind in ((AMOUNT_SUFFIX, "decimal"), (CURRENCY_SUFFIX, "text")):
+            money = self.specs.get(name[: -len(suffix)]) if name.endswith(suffix) else None
+            if money is not None and money.kind == "money":
+                return kind
+        return None
+
+    def coerce_column(self, key: str, values: Iterable[Any], report: CoercionReport) -> dict[str, list[Any]]:
+        """One key's values of a page typed value by value, exactly as `coerce_row` types them: `{key: typed}`
+        plus the columns it adds (`<code>__raw` where a value did not parse, a money field's amount and currency);
+        a key the metadata does not describe and whose values are all empty has no column."""
+        if key in self._scalar:
+            typed = [self.coerce_row({key: value}, report) for value in values]
+        else:  # money, multiple or unknown: straight to their path
+            typed = []
+            for value in values:
+                out: dict[str, Any] = {}
+                self._coerce_other(key, value, out, report)
+                typed.append(out)
+        names = dict.fromkeys(name for row in typed for name in row)
+        return {name: [row.get(name) for row in typed] for name in names}
 
     def coerce(self, rows: Iterable[Mapping[str, Any]], report: CoercionReport) -> list[dict[str, Any]]:
         return [self.coerce_row(row, report) for row in rows]

@@ -1,4 +1,6 @@
-"""`arrow_pages.tables`: a typed page as Arrow tables (pure; the sync's own tests cover the load)."""
+"""`arrow_pages.tables`: a page as the portal sent it, as typed Arrow tables (pure; the sync's own tests cover
+the load). Column by column it must type every value exactly as the row-wise converters do
+(`FieldPlan.coerce_row`), whichever way a column takes (`arrow_columns.py`)."""
 
 from __future__ import annotations
 
@@ -25,8 +27,7 @@ META = {
 
 
 def _page(*rows: dict) -> tuple[FieldPlan, list[dict]]:
-    plan = FieldPlan(META)
-    return plan, plan.coerce(rows, CoercionReport())
+    return FieldPlan(META), list(rows)
 
 
 def test_the_root_table_has_the_plans_types_and_stable_row_keys() -> None:
@@ -46,7 +47,7 @@ def test_the_root_table_has_the_plans_types_and_stable_row_keys() -> None:
         },
         {"ID": "8", "TITLE": "", "OPPORTUNITY": "x", "BEGINDATE": "", "UF_CRM_TAGS": [], "PHONE": []},
     )
-    page = tables(plan, rows, id_field="ID", load_id="L1")
+    page = tables(plan, rows, CoercionReport(), id_field="ID", load_id="L1")
     root = page.root
     types = {f.name: f.type for f in root.schema}
     assert types["ID"] == pa.int64() and not root.schema.field("ID").nullable
@@ -69,7 +70,7 @@ def test_a_multiple_field_is_a_table_of_values_with_a_marker_for_an_empty_list()
         {"ID": "7", "UF_CRM_TAGS": ["a", "b"], "PHONE": [{"ID": "11", "VALUE": "+49", "VALUE_TYPE": "WORK"}]},
         {"ID": "8", "UF_CRM_TAGS": [], "PHONE": []},
     )
-    page = tables(plan, rows, id_field="ID", load_id="L1")
+    page = tables(plan, rows, CoercionReport(), id_field="ID", load_id="L1")
     tags = page.children["UF_CRM_TAGS"].to_pylist()
     assert [(t["_dlt_parent_id"], t[ROOT_KEY], t["_dlt_list_idx"], t["value"], t[REPLACED]) for t in tags] == [
         ("7", "7", 0, "a", None),
