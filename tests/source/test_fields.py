@@ -294,3 +294,9 @@ def test_user_get_wall_clock_times_are_read_at_the_portals_offset() -> None:
     unknown = FieldPlan(meta).coerce_row(row, report := CoercionReport())
     assert unknown["TIMESTAMP_X"] is None and unknown["TIMESTAMP_X__raw"] == "24.08.2023 13:19:39"
     assert report.invalid["TIMESTAMP_X"] == 1
+
+
+def test_an_integer_beyond_bigint_is_a_bad_value_not_a_failed_load() -> None:
+    row, report = coerce({"ID": "1", "UF_CRM_INT": "9" * 25, "ASSIGNED_BY_ID": str(2**63)})
+    assert row["UF_CRM_INT"] is None and row["UF_CRM_INT__raw"] == "9" * 25
+    assert row["ASSIGNED_BY_ID"] is None and report.invalid == {"UF_CRM_INT": 1, "ASSIGNED_BY_ID": 1}
