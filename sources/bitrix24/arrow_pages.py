@@ -82,36 +82,38 @@ def tables(
     rows: Sequence[Mapping[str, Any]],
     report: CoercionReport,
     *,
-    id_field: str,
+    key: Sequence[str],
     load_id: str,
 ) -> ArrowPage:
     """`rows`: one group of pages as the portal sent them, typed here column by column (`arrow_columns.py`);
-    what did not parse is counted in `report`."""
+    what did not parse is counted in `report`. `key`: the record's id column(s); a row's `_dlt_id` is their
+    text (joined by `:`)."""
     columns: dict[str, pa.Array] = {}
     elements: dict[str, Elements] = {}
-    for key, values in _columns(rows).items():
-        spec = plan.specs.get(key)
+    for code, values in _columns(rows).items():
+        spec = plan.specs.get(code)
         if spec is not None and spec.multiple:
-            fast = typed_lists(plan, key, values)
+            fast = typed_lists(plan, code, values)
             if fast is None:
-                typed = plan.coerce_column(key, values, report)
-                fast = _flattened(spec, typed.pop(key))
+                typed = plan.coerce_column(code, values, report)
+                fast = _flattened(spec, typed.pop(code))
                 columns.update((name, value_array(plan, name, column)) for name, column in typed.items())
-            elements[key] = fast
+            elements[code] = fast
         elif spec is not None:
-            columns.update(typed_column(plan, key, values, report))
+            columns.update(typed_column(plan, code, values, report))
         else:
-            columns.update((name, untyped(column)) for name, column in plan.coerce_column(key, values, report).items())
-    ids = pc.cast(columns[id_field], TEXT)
+            columns.update((name, untyped(column)) for name, column in plan.coerce_column(code, values, report).items())
+    texts = [pc.cast(columns[name], TEXT) for name in key]
+    ids = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, ":")
     children = {key: _child(parts, ids, load_id) for key, parts in elements.items()}
     columns["_dlt_id"] = ids
     columns["_dlt_load_id"] = pa.array([load_id] * len(rows), TEXT)
-    return ArrowPage(_table(columns, required=id_field), children)
+    return ArrowPage(_table(columns, required=key), children)
 
 
-def _table(columns: dict[str, pa.Array], required: str) -> pa.Table:
-    """The table, its key column declared not null as dlt's hints have it."""
-    fields = [pa.field(name, array.type, nullable=name != required) for name, array in columns.items()]
+def _table(columns: dict[str, pa.Array], required: Sequence[str]) -> pa.Table:
+    """The table, its key columns declared not null as dlt's hints have them."""
+    fields = [pa.field(name, array.type, nullable=name not in required) for name, array in columns.items()]
     return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
 
 
@@ -162,7 +164,7 @@ def _child(parts: Elements, ids: pa.Array, load_id: str) -> pa.Table:
     columns["_dlt_id"] = pc.binary_join_element_wise(parent, pc.cast(columns["_dlt_list_idx"], TEXT), ".")
     columns["_dlt_load_id"] = pa.array([load_id] * len(parent), TEXT)
     columns[REPLACED] = table[REPLACED].combine_chunks()
-    return _table(columns, required=ROOT_KEY)
+    return _table(columns, required=(ROOT_KEY,))
 
 
 def _element_columns(spec: FieldSpec, elements: list[Any]) -> dict[str, pa.Array]:

@@ -114,7 +114,7 @@ class EntityReader(PlanPart):
         schema = dlt.current.source_schema()
         report = CoercionReport()
         load_id = dlt.current.load_package_state()["load_id"]
-        typed = tables(field_plan, rows, report, id_field=self.spec.id_field, load_id=load_id)
+        typed = tables(field_plan, rows, report, key=(self.spec.id_field,), load_id=load_id)
         self.invalid.update(report.invalid)
         self.unknown_options.update(report.unknown_options)
         root_columns = lambda: {**field_plan.columns(), **self.root_columns}  # noqa: E731

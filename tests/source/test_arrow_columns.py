@@ -146,7 +146,7 @@ def test_every_column_is_typed_as_the_converters_type_it(offset: timedelta | Non
         rows = _pages(values, 60, seed)
         expected, expected_report = _expected(plan, rows)
         report = CoercionReport()
-        page = tables(plan, rows, report, id_field="ID", load_id="L")
+        page = tables(plan, rows, report, key=("ID",), load_id="L")
         got = page.root.to_pydict()
         assert set(got) - {"_dlt_id", "_dlt_load_id"} == set(expected)
         for name, column in expected.items():
@@ -163,12 +163,12 @@ def test_the_portals_own_formats_take_the_vectorized_way(monkeypatch: pytest.Mon
     monkeypatch.setattr(plan, "coerce_column", lambda key, *a: per_value.append(key) or coerce_column(key, *a))
     by_value = {"PHONE"}
     for values in (CLEAN, NUMBERS):
-        tables(plan, _pages(values, 200, 1), CoercionReport(), id_field="ID", load_id="L")
+        tables(plan, _pages(values, 200, 1), CoercionReport(), key=("ID",), load_id="L")
         assert set(per_value) == by_value
         per_value.clear()
     rows = _pages(CLEAN, 200, 1)
     rows[7]["OPPORTUNITY"] = "12,50"
     report = CoercionReport()
-    page = tables(plan, rows, report, id_field="ID", load_id="L")
+    page = tables(plan, rows, report, key=("ID",), load_id="L")
     assert "OPPORTUNITY" in per_value and "DATE_MODIFY" not in per_value
     assert report.invalid["OPPORTUNITY"] == 1 and page.root["OPPORTUNITY__raw"].to_pylist()[7] == "12,50"

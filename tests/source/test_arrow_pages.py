@@ -47,7 +47,7 @@ def test_the_root_table_has_the_plans_types_and_stable_row_keys() -> None:
         },
         {"ID": "8", "TITLE": "", "OPPORTUNITY": "x", "BEGINDATE": "", "UF_CRM_TAGS": [], "PHONE": []},
     )
-    page = tables(plan, rows, CoercionReport(), id_field="ID", load_id="L1")
+    page = tables(plan, rows, CoercionReport(), key=("ID",), load_id="L1")
     root = page.root
     types = {f.name: f.type for f in root.schema}
     assert types["ID"] == pa.int64() and not root.schema.field("ID").nullable
@@ -70,7 +70,7 @@ def test_a_multiple_field_is_a_table_of_values_with_a_marker_for_an_empty_list()
         {"ID": "7", "UF_CRM_TAGS": ["a", "b"], "PHONE": [{"ID": "11", "VALUE": "+49", "VALUE_TYPE": "WORK"}]},
         {"ID": "8", "UF_CRM_TAGS": [], "PHONE": []},
     )
-    page = tables(plan, rows, CoercionReport(), id_field="ID", load_id="L1")
+    page = tables(plan, rows, CoercionReport(), key=("ID",), load_id="L1")
     tags = page.children["UF_CRM_TAGS"].to_pylist()
     assert [(t["_dlt_parent_id"], t[ROOT_KEY], t["_dlt_list_idx"], t["value"], t[REPLACED]) for t in tags] == [
         ("7", "7", 0, "a", None),
