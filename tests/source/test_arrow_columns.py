@@ -121,7 +121,40 @@ def _pages(values: dict[str, list[Any]], rows: int, seed: int) -> list[dict[str,
     ]
 
 
-def _expected(plan: FieldPlan, rows: list[dict[str, Any]]) -> tuple[dict[str, list[Any]], CoercionReport]:
+def _text(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else orjson.dumps(value, default=str).decode()
+
+
+def _expected_children(plan: FieldPlan, typed: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each multiple field's table as the row-wise converters make it: a row per element, a marker per record
+    without any."""
+    children: dict[str, list[dict[str, Any]]] = {}
+    for code, spec in plan.specs.items():
+        if not spec.multiple or code not in typed[0]:
+            continue
+        keys = ["value"]
+        if spec.kind == "multifield":
+            keys = list(dict.fromkeys(k for row in typed for item in row[code] for k in item))
+        elif spec.kind == "money":
+            keys = ["value", "amount", "currency"]
+        rows = []
+        for row in typed:
+            parent = str(row["ID"])
+            for position, item in enumerate(row[code]):
+                if isinstance(item, dict):  # an entry: its keys, the id and the amount typed, the rest text
+                    values = {k: item.get(k) if k in ("ID", "amount") else _text(item.get(k)) for k in keys}
+                else:
+                    values = {"value": _text(item) if spec.kind in ("text", "json") else item}
+                rows.append({"_dlt_parent_id": parent, "_dlt_list_idx": position, **values, "_replaced": None})
+            if not row[code]:
+                rows.append({"_dlt_parent_id": parent, "_dlt_list_idx": -1, **dict.fromkeys(keys), "_replaced": True})
+        children[code] = rows
+    return children
+
+
+def _expected(
+    plan: FieldPlan, rows: list[dict[str, Any]]
+) -> tuple[dict[str, list[Any]], CoercionReport, dict[str, list[dict[str, Any]]]]:
     report = CoercionReport()
     typed = plan.coerce(rows, report)
     names = dict.fromkeys(
@@ -131,10 +164,8 @@ def _expected(plan: FieldPlan, rows: list[dict[str, Any]]) -> tuple[dict[str, li
     for name in names:
         kind = plan.column_kind(name)
         values = [row.get(name) for row in typed]
-        if kind in ("text", "json"):
-            values = [v if v is None or isinstance(v, str) else orjson.dumps(v, default=str).decode() for v in values]
-        columns[name] = values
-    return columns, report
+        columns[name] = [_text(v) for v in values] if kind in ("text", "json") else values
+    return columns, report, _expected_children(plan, typed)
 
 
 @pytest.mark.parametrize(("offset", "which"), list(itertools.product(OFFSETS, ["clean", "numbers", "messy", "mixed"])))
@@ -144,7 +175,7 @@ def test_every_column_is_typed_as_the_converters_type_it(offset: timedelta | Non
     plan = FieldPlan(META, offset_now=offset)
     for seed in range(20):
         rows = _pages(values, 60, seed)
-        expected, expected_report = _expected(plan, rows)
+        expected, expected_report, expected_children = _expected(plan, rows)
         report = CoercionReport()
         page = tables(plan, rows, report, key=("ID",), load_id="L")
         got = page.root.to_pydict()
@@ -152,6 +183,10 @@ def test_every_column_is_typed_as_the_converters_type_it(offset: timedelta | Non
         for name, column in expected.items():
             assert got[name] == column, (name, seed)
         assert report.invalid == expected_report.invalid and report.unknown_options == expected_report.unknown_options
+        assert set(page.children) == set(expected_children)
+        for code, child in expected_children.items():
+            got_rows = [{k: r[k] for k in child[0]} for r in page.children[code].to_pylist()]
+            assert got_rows == child, (code, seed)
 
 
 def test_the_portals_own_formats_take_the_vectorized_way(monkeypatch: pytest.MonkeyPatch) -> None:
