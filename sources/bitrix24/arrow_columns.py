@@ -62,24 +62,45 @@ def typed_column(plan: FieldPlan, key: str, values: Sequence[Any], report: Coerc
 
 
 def typed_lists(plan: FieldPlan, key: str, values: Sequence[Any]) -> tuple[pa.Array, dict[str, pa.Array]] | None:
-    """A multiple field's elements by Arrow's casts: the record of each element and `{"value": elements}`, an
-    empty element dropped as `FieldPlan` drops it (and a value that is not a list taken as a list of one); None
-    where an element needs the converter, or the elements are entries (PHONE, money)."""
+    """A multiple field's elements by Arrow's casts: the record of each element and the element's columns
+    (`value`; a multi-field entry's keys), an empty element dropped as `FieldPlan` drops it (and a value that is
+    not a list taken as a list of one); None where an element needs the converter (money entries always)."""
     spec = plan.specs[key]
-    if spec.kind not in ARROW_TYPE or spec.kind == "json":
+    if spec.kind != "multifield" and (spec.kind not in ARROW_TYPE or spec.kind == "json"):
         return None
     lists = [v if type(v) is list else [] if _is_blank(v) else [v] for v in values]
     try:
         array = pa.array(lists)
         if not pa.types.is_list(array.type):
             return None
-        typed = _cast(spec.kind, array.flatten(), plan.offset_now)
+        flat = array.flatten()
+        typed = _entries(flat) if spec.kind == "multifield" else _cast(spec.kind, flat, plan.offset_now)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
     if typed is None:
         return None
-    kept = pc.is_valid(typed)
-    return pc.list_parent_indices(array).filter(kept), {"value": typed.filter(kept)}
+    kept = pc.is_valid(flat if spec.kind == "multifield" else typed)
+    columns = typed if isinstance(typed, dict) else {"value": typed}
+    return pc.list_parent_indices(array).filter(kept), {name: column.filter(kept) for name, column in columns.items()}
+
+
+def _entries(flat: pa.Array) -> dict[str, pa.Array] | None:
+    """PHONE/EMAIL/WEB/IM entries ({ID, VALUE_TYPE, VALUE, TYPE_ID}): the id an integer, the rest text as sent."""
+    if not pa.types.is_struct(flat.type):
+        return None
+    columns: dict[str, pa.Array] = {}
+    for index, field in enumerate(flat.type):
+        column = flat.field(index)
+        if field.name == "ID":
+            column = _cast("int", column, None)
+        elif pa.types.is_null(column.type):
+            column = column.cast(TEXT)
+        elif not pa.types.is_string(column.type):
+            return None
+        if column is None:
+            return None
+        columns[field.name] = column
+    return columns
 
 
 def _scalar(plan: FieldPlan, key: str, values: Sequence[Any], report: CoercionReport) -> dict[str, pa.Array] | None:

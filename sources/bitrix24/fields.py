@@ -276,7 +276,7 @@ def to_multifield(value: Any) -> dict[str, Any]:
     """One PHONE/EMAIL/WEB/IM entry: {ID, VALUE_TYPE, VALUE, TYPE_ID} with the id as an integer."""
     if not isinstance(value, dict):
         raise TypeError("not a multi-field entry")
-    return {k: (to_int(v) if k == "ID" and v not in (None, "") else v) for k, v in value.items()}
+    return {k: v if k != "ID" else None if v in (None, "") else to_int(v) for k, v in value.items()}
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {

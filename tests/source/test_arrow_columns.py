@@ -57,7 +57,11 @@ CLEAN: dict[str, list[Any]] = {
     "UF_CRM_PRICE": ["300|EUR", "", "12.5|USD"],
     "UF_CRM_KIND": ["79", "80", "", "81"],
     "UF_CRM_TAGS": [["79", "80"], [], False, ""],
-    "PHONE": [[{"ID": "11", "VALUE": "+49", "VALUE_TYPE": "WORK", "TYPE_ID": "PHONE"}], []],
+    "PHONE": [
+        [{"ID": "11", "VALUE": "+49", "VALUE_TYPE": "WORK", "TYPE_ID": "PHONE"}],
+        [{"ID": "12", "VALUE": "a@b.c", "VALUE_TYPE": "HOME"}, {"ID": "13", "VALUE": "", "VALUE_TYPE": "WORK"}],
+        [],
+    ],
 }
 # crm.item sends numbers and booleans as JSON ones.
 NUMBERS: dict[str, list[Any]] = {
@@ -109,7 +113,7 @@ MESSY: dict[str, list[Any]] = {
     "UF_CRM_PRICE": ["abc|EUR", "|EUR", "300", 300, False],
     "UF_CRM_KIND": [79, "x", "0", False],
     "UF_CRM_TAGS": [["x"], "79", [79, ""], None],
-    "PHONE": ["+49", [{"ID": "x", "VALUE": "1"}], None],
+    "PHONE": ["+49", [{"ID": "x", "VALUE": "1"}], [{"ID": "", "VALUE": 5}], [None, {}], None],
 }
 OFFSETS = [timedelta(hours=3), timedelta(hours=-9), timedelta(0), None]
 
@@ -190,17 +194,15 @@ def test_every_column_is_typed_as_the_converters_type_it(offset: timedelta | Non
 
 
 def test_the_portals_own_formats_take_the_vectorized_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only multi-fields (PHONE: entries) go value by value on a page in the portal's formats; a bad value
-    sends just its column that way."""
+    """No column goes value by value on a page in the portal's formats; a bad value sends just its column that
+    way."""
     plan = FieldPlan(META, offset_now=timedelta(hours=3))
     per_value: list[str] = []
     coerce_column = plan.coerce_column
     monkeypatch.setattr(plan, "coerce_column", lambda key, *a: per_value.append(key) or coerce_column(key, *a))
-    by_value = {"PHONE"}
     for values in (CLEAN, NUMBERS):
         tables(plan, _pages(values, 200, 1), CoercionReport(), key=("ID",), load_id="L")
-        assert set(per_value) == by_value
-        per_value.clear()
+        assert per_value == []
     rows = _pages(CLEAN, 200, 1)
     rows[7]["OPPORTUNITY"] = "12,50"
     report = CoercionReport()
