@@ -1,13 +1,14 @@
 """One field's values of a page as a typed Arrow column, converted column-wise.
 
 Where every value of the column has a grammar that Arrow's cast and the field's converter (`fields.py`) read
-alike (digits for an integer, `YYYY-MM-DDTHH:MM:SS+HH:MM` for a datetime, `Y`/`N` for a boolean, ...), the
-column is one vectorized cast. Otherwise the whole column goes value by value through `FieldPlan.coerce_column`,
-the converters themselves, so a value that does not parse keeps its contract (NULL, its text in `<code>__raw`,
-counted) and the result never depends on which way was taken. Money, multiple fields and keys the metadata does
-not describe always go value by value (they are few).
+alike (digits for an integer, `YYYY-MM-DDTHH:MM:SS+HH:MM` for a datetime, `Y`/`N` for a boolean, `300|EUR` for
+money, lists of such values for a multiple field, ...), the column is one vectorized cast. Otherwise the whole
+column goes value by value through `FieldPlan.coerce_column`, the converters themselves, so a value that does not
+parse keeps its contract (NULL, its text in `<code>__raw`, counted) and the result never depends on which way was
+taken (`tests/source/test_arrow_columns.py` types pages both ways and compares them). Keys the metadata does not
+describe and a multiple money field always go value by value (they are few).
 
-`typed_column` is pure: `arrow_pages.tables` calls it per column of a page.
+`typed_column` and `typed_lists` are pure: `arrow_pages.tables` calls them per column of a group of pages.
 """
 
 from __future__ import annotations
@@ -121,15 +122,13 @@ def _money(key: str, values: Sequence[Any]) -> dict[str, pa.Array] | None:
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
+    if pa.types.is_null(array.type):
+        return {
+            key + suffix: pa.nulls(len(array), kind)
+            for suffix, kind in (("", TEXT), (AMOUNT_SUFFIX, DECIMAL), (CURRENCY_SUFFIX, TEXT))
+        }
     if not pa.types.is_string(array.type):
-        return (
-            None
-            if not pa.types.is_null(array.type)
-            else {
-                key + suffix: pa.nulls(len(array), kind)
-                for suffix, kind in (("", TEXT), (AMOUNT_SUFFIX, DECIMAL), (CURRENCY_SUFFIX, TEXT))
-            }
-        )
+        return None
     array = _blank_to_null(array)
     if not _all_match(array, _MONEY):
         return None
