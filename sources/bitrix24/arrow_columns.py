@@ -57,8 +57,11 @@ def typed_column(plan: FieldPlan, key: str, values: Sequence[Any], report: Coerc
     if spec.kind == "json":  # the converter keeps any value: JSON text, or NULL for an empty one
         return {key: pa.array([None if _is_blank(v) else v if type(v) is str else as_text(v) for v in values], TEXT)}
     fast = _money(key, values) if spec.kind == "money" else _scalar(plan, key, values, report)
-    if fast is not None:
-        return fast
+    return fast if fast is not None else per_value(plan, key, values, report)
+
+
+def per_value(plan: FieldPlan, key: str, values: Sequence[Any], report: CoercionReport) -> dict[str, pa.Array]:
+    """The column(s) of one key typed value by value by the converters (`FieldPlan.coerce_column`)."""
     return {name: value_array(plan, name, column) for name, column in plan.coerce_column(key, values, report).items()}
 
 
@@ -69,11 +72,10 @@ def typed_lists(plan: FieldPlan, key: str, values: Sequence[Any]) -> tuple[pa.Ar
     spec = plan.specs[key]
     if spec.kind != "multifield" and (spec.kind not in ARROW_TYPE or spec.kind == "json"):
         return None
-    lists = [v if type(v) is list else [] if _is_blank(v) else [v] for v in values]
+    array = _inferred([v if type(v) is list else [] if _is_blank(v) else [v] for v in values])
+    if array is None or not pa.types.is_list(array.type):
+        return None
     try:
-        array = pa.array(lists)
-        if not pa.types.is_list(array.type):
-            return None
         flat = array.flatten()
         typed = _entries(flat) if spec.kind == "multifield" else _cast(spec.kind, flat, plan.offset_now)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -118,9 +120,8 @@ def _scalar(plan: FieldPlan, key: str, values: Sequence[Any], report: CoercionRe
 
 def _money(key: str, values: Sequence[Any]) -> dict[str, pa.Array] | None:
     """`300|EUR`: the text as it is, the amount as a decimal, the currency code."""
-    try:
-        array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+    array = _inferred(values)
+    if array is None:
         return None
     if pa.types.is_null(array.type):
         return {
@@ -173,13 +174,20 @@ def as_text(value: Any) -> str:
 
 def _vectorized(kind: str, values: Sequence[Any], offset_now: timedelta | None) -> pa.Array | None:
     """The typed column by Arrow's casts, or None where a value needs the converter (any doubt)."""
-    try:
-        array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return None  # mixed types (a PHP `false` among strings): value by value
+    array = _inferred(values)
+    if array is None:
+        return None
     try:
         return _cast(kind, array, offset_now)
     except pa.ArrowInvalid:  # a value of the right grammar that is not one (2024-02-30, 2**60 as a double)
+        return None
+
+
+def _inferred(values: Sequence[Any]) -> pa.Array | None:
+    """The values as the Arrow array they make, or None for mixed types (a PHP `false` among strings)."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .arrow_columns import ARROW_TYPE, DECIMAL, TEXT, typed_array, typed_column, typed_lists, untyped, value_array
+from .arrow_columns import ARROW_TYPE, DECIMAL, TEXT, per_value, typed_array, typed_column, typed_lists, value_array
 from .fields import COLUMN_TYPE, CoercionReport, FieldPlan, FieldSpec
 
 ROOT_KEY = "_dlt_root_id"
@@ -57,15 +57,15 @@ class _JsonAsText(logging.Filter):
         return not any(f"In resource: {name}," in message for name in self.resources)
 
 
-_JSON_ASTEXT = _JsonAsText()
+_JSON_AS_TEXT = _JsonAsText()
 
 
 def quiet_json_notice(resource: str) -> None:
     """Drop dlt's json-as-text warning for `resource` (whose json columns `tables` builds as JSON text)."""
-    _JSON_ASTEXT.resources.add(resource)
+    _JSON_AS_TEXT.resources.add(resource)
     dlt_log = logging.getLogger("dlt")
-    if _JSON_ASTEXT not in dlt_log.filters:
-        dlt_log.addFilter(_JSON_ASTEXT)
+    if _JSON_AS_TEXT not in dlt_log.filters:
+        dlt_log.addFilter(_JSON_AS_TEXT)
 
 
 Elements = tuple[pa.Array, dict[str, pa.Array]]  # a multiple field's elements: their record, their columns
@@ -102,7 +102,7 @@ def tables(
         elif spec is not None:
             columns.update(typed_column(plan, code, values, report))
         else:
-            columns.update((name, untyped(column)) for name, column in plan.coerce_column(code, values, report).items())
+            columns.update(per_value(plan, code, values, report))
     texts = [pc.cast(columns[name], TEXT) for name in key]
     ids = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, ":")
     children = {key: _child(parts, ids, load_id) for key, parts in elements.items()}

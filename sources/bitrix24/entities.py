@@ -161,13 +161,10 @@ class EntityReader(PlanPart):
         untyped."""
         plan = self.metadata.plan(self.spec)
         unknown = {k for row in page[:1] for k in row if not plan.knows(k)} - self._untyped
+        new_fields = sorted(k for k in unknown if self.spec.is_user_field(k))
         replanned = False
-        if any(self.spec.is_user_field(k) for k in unknown) and self._refresh_once():
-            log.info(
-                "%s: fields %s are not in the cached metadata; refreshed it",
-                self.spec.resource,
-                sorted(k for k in unknown if self.spec.is_user_field(k)),
-            )
+        if new_fields and self._refresh_once():
+            log.info("%s: fields %s are not in the cached metadata; refreshed it", self.spec.resource, new_fields)
             plan, replanned = self.metadata.plan(self.spec), True
         self._untyped |= {k for k in unknown if not plan.knows(k)}
         return replanned
