@@ -44,6 +44,10 @@ class FilterError(Exception):
         self.field = field
 
 
+def _plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit()
+
+
 def split_key(key: str) -> tuple[str, str]:
     for op in OPERATORS:
         if key.startswith(op):
@@ -63,8 +67,33 @@ class FilterCompiler:
 
     def compile(self, flt: dict[str, Any] | None) -> tuple[str, list[Any]]:
         params: list[Any] = []
-        sql = self._group(flt or {}, params, "AND")
+        sql = self._group(self._tightest_lower_bounds(flt or {}), params, "AND")
         return sql, params
+
+    def _tightest_lower_bounds(self, flt: dict[str, Any]) -> dict[str, Any]:
+        """Only the tightest of several integer lower bounds on one column (`>=ID: 1` beside `>ID: 700000`).
+
+        The same rows either way; SQLite's planner walks the primary key from one of them only, so keeping the
+        loose one would scan the whole table before each keyset page (quadratic, where a portal's MySQL is not).
+        """
+        if any(str(k).lower() == "logic" for k in flt):
+            return flt
+        tightest: dict[str, tuple[int, str]] = {}
+        redundant: set[str] = set()
+        for key, value in flt.items():
+            op, name = split_key(str(key))
+            col = self.resolve(name) if op in (">", ">=") else None
+            if col is None or col.storage != "int" or col.multiple or not _plain_int(value):
+                continue
+            after = int(value) - (op == ">=")  # rows with the column > after
+            best = tightest.get(name)
+            if best is None or after > best[0]:
+                if best is not None:
+                    redundant.add(best[1])
+                tightest[name] = (after, str(key))
+            else:
+                redundant.add(str(key))
+        return {k: v for k, v in flt.items() if str(k) not in redundant} if redundant else flt
 
     def _group(self, flt: dict[str, Any], params: list[Any], default_logic: str) -> str:
         logic = default_logic

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bitrix24_emulator.filters import FilterColumn, FilterCompiler, FilterError
 from bitrix24_emulator.values import TimeFormat
 
 from .crm_fixtures import Caller, api_error
@@ -103,6 +104,9 @@ CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
     ),
     ("date field", {">=BEGINDATE": "2024-01-01"}, lambda r: r["BEGINDATE"][:10] >= "2024-01-01"),
     ("unknown key ignored", {"NO_SUCH_FIELD": 1}, lambda r: True),
+    # beside the keyset's own `>ID`: a loose and a tight second lower bound (the stage history reader's form)
+    ("loose lower bound beside the keyset", {">=ID": 1}, lambda r: True),
+    ("tight lower bound beside the keyset", {">=ID": "120"}, lambda r: int(r["ID"]) >= 120),
     ("lower-case key names no field", {"stage_id": "C1:WON"}, lambda r: True),
 ]
 
@@ -161,6 +165,19 @@ def test_unresolved_reference_string_reads_as_zero_like_php(call: Caller) -> Non
         {"select": ["ID"], "filter": {">ID": "$result[p3][49][ID]"}, "order": {"ID": "ASC"}, "start": -1},
     ).result
     assert rows[0]["ID"] == "1"
+
+
+def test_only_the_tightest_integer_lower_bound_is_compiled() -> None:
+    """SQLite walks the primary key from one lower bound only: keeping `>=ID: 1` beside a keyset's `>ID`
+    made every page scan from the start of the table (stage history at 1M deals never finished)."""
+    columns = {"ID": FilterColumn('"ID"', "integer", "int"), "TITLE": FilterColumn('"TITLE"', "string", "text")}
+    compiler = FilterCompiler(columns.get, TimeFormat(ZoneInfo("UTC")), strict=True, allow_logic=True)
+    assert compiler.compile({">=ID": 1, ">ID": "700000", "TITLE": "a"}) == ('("ID" > ? AND "TITLE" = ?)', [700000, "a"])
+    assert compiler.compile({">ID": 700000, ">=ID": 800001}) == ('("ID" >= ?)', [800001])
+    assert compiler.compile({">ID": 5, "<ID": 9}) == ('("ID" > ? AND "ID" < ?)', [5, 9])
+    assert compiler.compile({"logic": "OR", ">ID": 5, ">=ID": 1}) == ('("ID" > ? OR "ID" >= ?)', [5, 1])
+    with pytest.raises(FilterError):  # a short page's substituted array stays refused
+        compiler.compile({">=ID": 1, ">ID": [{"ID": "3"}]})
 
 
 def test_strtotime_forms() -> None:
