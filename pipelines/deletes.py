@@ -47,6 +47,7 @@ DeleteMode = Literal["mark", "remove"]
 DELETE_MODES: tuple[str, ...] = ("mark", "remove")
 LOG_TABLE = "_bitrix24_reconcile"
 _CHUNK = 1000  # ids per IN (...) list
+_STREAM_ROWS = 10_000  # rows per fetch when only a few of a table's rows are kept
 
 
 def delete_mode(value: Any) -> DeleteMode:
@@ -136,14 +137,8 @@ class Warehouse:
         with self.pipeline.sql_client() as client:
             columns = self._columns(client)
             for table in tables:
-                if table not in columns:
+                if not _tracks_deletes(table, columns):
                     continue
-                if DELETED_AT not in columns[table]:
-                    raise ConfigError(
-                        f"table {table} was created before deletes were tracked and has no {DELETED_AT} column: "
-                        f"reload it once (`bitrix24-sync backfill --since 2000-01-01 --resources {table}`), then "
-                        "reconcile"
-                    )
                 owner = ", owner_type_id, owner_id" if table == PAYMENTS else ""
                 sql = (
                     f"SELECT id, {DELETED_AT} IS NOT NULL{owner} FROM {client.make_qualified_table_name(table)} "
@@ -156,6 +151,26 @@ class Warehouse:
                     ids.owners = {int(r[0]): (r[2], r[3]) for r in rows if r[2] is not None and r[3] is not None}
                 out[table] = ids
         return out
+
+    def payments_not_loaded_by(
+        self, load_id: str, owners: set[tuple[int, int]] | None, *, include_marked: bool
+    ) -> set[int]:
+        """IDs of the stored payments of `owners` (None: every owner) that load package `load_id` did not
+        bring; the rows stream through in chunks, so only these IDs are held."""
+        gone: set[int] = set()
+        with self.pipeline.sql_client() as client:
+            columns = self._columns(client)
+            if not _tracks_deletes(PAYMENTS, columns):
+                return gone
+            live = "" if include_marked else f" AND {DELETED_AT} IS NULL"
+            sql = (
+                f"SELECT id, owner_type_id, owner_id FROM {client.make_qualified_table_name(PAYMENTS)} "
+                f"WHERE {self._scope(PAYMENTS, columns)} AND _dlt_load_id <> {_literal(load_id)}{live}"
+            )
+            with client.execute_query(sql) as cursor:
+                while rows := cursor.fetchmany(_STREAM_ROWS):
+                    gone.update(int(r[0]) for r in rows if owners is None or (r[1], r[2]) in owners)
+        return gone
 
     def last_reconciled(self) -> datetime | None:
         with self.pipeline.sql_client() as client:
@@ -236,6 +251,19 @@ def _remove(client: Any, table: str, where: str, columns: dict[str, set[str]]) -
     client.execute_sql(f"DELETE FROM {name} WHERE {where}")
 
 
+def _tracks_deletes(table: str, columns: dict[str, set[str]]) -> bool:
+    """Whether the table exists (a resource never synced has nothing to reconcile); an old one without the
+    deletion column is a configuration error with its fix."""
+    if table not in columns:
+        return False
+    if DELETED_AT not in columns[table]:
+        raise ConfigError(
+            f"table {table} was created before deletes were tracked and has no {DELETED_AT} column: "
+            f"reload it once (`bitrix24-sync backfill --since 2000-01-01 --resources {table}`), then reconcile"
+        )
+    return True
+
+
 def _child_tables(table: str, columns: dict[str, set[str]]) -> list[str]:
     """dlt's child tables of a root table: `<table>__<field>`, keyed to the root row by `_dlt_root_id`."""
     return sorted(t for t, names in columns.items() if t.startswith(f"{table}__") and "_dlt_root_id" in names)
@@ -303,22 +331,16 @@ def reconcile_warehouse(
 
 
 def apply_payment_coverage(pipeline: dlt.Pipeline, coverage: PaymentCoverage, mode: DeleteMode) -> DeleteReport:
-    """After a run's load: payments of owners whose payments the run re-read whole, not returned, are gone."""
+    """After a run's load: payments of owners whose payments the run re-read whole, which did not arrive with
+    the run's package, are gone (a payment read again and marked before comes back unmarked by the merge)."""
     report = DeleteReport(mode)
-    if not (coverage.owners or coverage.everything):
+    if coverage.load_id is None or not (coverage.owners or coverage.everything):
         return report
     warehouse = Warehouse(pipeline)
-    stored = warehouse.read([PAYMENTS]).get(PAYMENTS)
-    if stored is None:
-        return report
-    covered = {
-        pid for pid in stored.live | stored.marked if coverage.everything or stored.owners.get(pid) in coverage.owners
-    }
-    candidates = TableIds(stored.live & covered, stored.marked & covered)
-    change = _change(PAYMENTS, candidates, coverage.seen, mode)
-    change.portal_rows = None
-    if change.gone or change.back:
-        warehouse.apply([change], mode, report)
+    owners = None if coverage.everything else coverage.owners
+    gone = warehouse.payments_not_loaded_by(coverage.load_id, owners, include_marked=mode == "remove")
+    if gone:
+        warehouse.apply([Change(PAYMENTS, gone, set())], mode, report)
     return report
 
 

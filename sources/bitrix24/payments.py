@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import dlt
+
 from .api import Bitrix24Client, Bitrix24Error, TransientError
 from .catalog import EntitySpec
 from .entities import id_query
@@ -69,16 +71,17 @@ ORDERS_ROUTE_MIN_OWNERS = 2 * BATCH_SIZE  # up to here, crm.item.payment.list pe
 @dataclass
 class PaymentCoverage:
     """What a run re-read completely: the payments of these owners (or of the whole portal, in a sweep with
-    the sale scope). After the load, payments of covered owners that were not returned were deleted on the
-    portal (`pipelines.reconcile.apply_payment_coverage`)."""
+    the sale scope). After the load, payments of covered owners that did not arrive with the run's load
+    package (`load_id`) were deleted on the portal (`pipelines.deletes.apply_payment_coverage`): the
+    warehouse's `_dlt_load_id` says which rows the run brought, so no payment id is held in memory (a set of
+    them was about 50 MB at 1M deals)."""
 
     owners: set[tuple[int, int]] = field(default_factory=set)  # (ownerTypeId, ownerId)
-    seen: set[int] = field(default_factory=set)  # payment ids read for them
     everything: bool = False
+    load_id: str | None = None  # the package the re-read payments were extracted into
 
-    def add(self, owner_type_id: int, owner_ids: Iterable[int], rows: Iterable[Mapping[str, Any]]) -> None:
+    def add(self, owner_type_id: int, owner_ids: Iterable[int]) -> None:
         self.owners.update((owner_type_id, owner_id) for owner_id in owner_ids)
-        self.seen.update(int(r["id"]) for r in rows)
 
 
 def _owners_key(owner: EntitySpec) -> str:
@@ -151,14 +154,13 @@ class PaymentReader(PlanPart):
 
     def pages(self, plan: RunPlan) -> Iterator[list[dict[str, Any]]]:
         plan.discover()
+        self.coverage.load_id = dlt.current.load_package_state()["load_id"]
         use_sale = self._sale_available()
         backfill = self.options.backfill is not None
         last_id = self._sale_after()
         if use_sale and not backfill:
             for rows in self._sale_payments(plan, last_id):
                 last_id = max(last_id, max(int(r["id"]) for r in rows))
-                if self.sweep:
-                    self.coverage.seen.update(int(r["id"]) for r in rows)
                 yield rows
             self.coverage.everything = self.sweep
         if not (use_sale and self.sweep):
@@ -281,7 +283,7 @@ class PaymentReader(PlanPart):
             for p in _rows(call.result, "payments")
             if (order_id := _int(p.get("orderId"))) in orders
         ]
-        self.coverage.add(owner.entity_type_id, owner_ids, rows)
+        self.coverage.add(owner.entity_type_id, owner_ids)
         for start in range(0, len(rows), 500):
             yield self._typed(rows[start : start + 500])
 
@@ -301,7 +303,7 @@ class PaymentReader(PlanPart):
                 for i, owner_id in enumerate(ids)
                 for p in (results[f"y{i}"].result or [])
             ]
-            self.coverage.add(owner.entity_type_id, ids, rows)
+            self.coverage.add(owner.entity_type_id, ids)
             if rows:
                 yield self._typed(rows)
 

@@ -118,6 +118,32 @@ def test_payments_deleted_from_an_owner_are_found_by_the_run_and_by_reconcile(
         assert found.requests == 1 + 2 + -(-owner_count // 50)
 
 
+@pytest.mark.parametrize("mode", ["mark", "remove"])
+def test_a_sweep_finds_payments_deleted_from_owners_no_run_touched(
+    pipeline: dlt.Pipeline, portal: Portal, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep re-reads every payment: those its load package did not bring are gone, whoever owns them;
+    every other payment stays as it is (found by `_dlt_load_id`, not by a set of the ids read)."""
+    monkeypatch.setenv("SOURCES__BITRIX24__DELETE_MODE", mode)
+    run(pipeline, portal, resources="deals,payments")
+    stored = ids(pipeline, "payments")
+    gone = sorted(stored)[:2]
+    for payment_id in gone:  # their deals untouched: only the sweep can know
+        portal.call("crm.item.payment.delete", {"id": payment_id})
+    quiet = run(pipeline, portal, resources="deals,payments")
+    assert quiet.deletes is not None and quiet.deletes.marked == {} and quiet.deletes.removed == {}
+    sweep = run(pipeline, portal, resources="deals,payments", source_options={"payment_sweep_hours": 0})
+    assert sweep.deletes is not None
+    if mode == "mark":
+        assert sweep.deletes.marked == {"payments": 2} and marked(pipeline, "payments") == set(gone)
+        assert ids(pipeline, "payments") == stored
+    else:
+        assert sweep.deletes.removed == {"payments": 2} and ids(pipeline, "payments") == stored - set(gone)
+    again = run(pipeline, portal, resources="deals,payments", source_options={"payment_sweep_hours": 0})
+    assert again.deletes is not None and not again.deletes.marked.get("payments")
+    assert not again.deletes.removed.get("payments")
+
+
 def test_no_false_positives_at_page_and_batch_boundaries(tmp_path: Path) -> None:
     """2,550 deals: the ID scan crosses a batch (2,500 IDs) and ends on a full page; deletes sit on both
     sides of each boundary."""
