@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from sources.bitrix24.api import BatchResponse, ScopeError, TransientError
-from sources.bitrix24.packing import pooled_chains, shared_commands
+from sources.bitrix24.packing import continue_chains, pooled_chains, shared_commands
 from sources.bitrix24.paging import ListQuery
+from sources.bitrix24.payments import orders_per_command
 from tests.source.test_paging import ListPortal
 
 
@@ -55,6 +56,52 @@ def test_shared_commands_split_a_batch_between_chains() -> None:
         shared_commands({str(i): (group("a"), 0) for i in range(51)}, "c")
 
 
+def scan(name: str) -> ListQuery:
+    """An ID scan (`select: [ID]`): its pages may wait in the pool."""
+    return ListQuery("crm.deal.list", {"select": ["ID"], "filter": {"group": name}})
+
+
+def continued(portal: GroupPortal, queries: dict[str, ListQuery]) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The shared batches' results, and every chain's rows: its head (what discovery brought), what the
+    shared batches read, and the rest read on its own (as `chain_pages` does)."""
+    ids = {name: portal.ids_for(query.params) for name, query in queries.items()}  # type: ignore[arg-type]
+    heads = {name: (query, [{"ID": i} for i in ids[name][:50]]) for name, query in queries.items()}
+    packed = continue_chains(portal, heads)  # type: ignore[arg-type]
+    rows = {}
+    for name, (_, head) in heads.items():
+        got = [r["ID"] for r in head]
+        if name in packed:
+            got += [r["ID"] for p in packed[name].pages for r in p]
+            if not packed[name].finished:
+                got += [i for i in ids[name] if i > packed[name].last_id]
+        rows[name] = got
+    return packed, rows
+
+
+def test_id_scans_share_batches_to_their_ends_and_records_go_on_alone() -> None:
+    """An incremental window of 1,000 changed deals and leads at 100k: one batch for all five chains, then
+    the three ID scans finish in one more, and deals and leads continue on their own (not held in the pool)."""
+    names = ["deals", "leads", "owners", "product_owners", "deal_contacts"]
+    portal = GroupPortal(dict.fromkeys(names, 1000))
+    queries = {n: group(n) if n in ("deals", "leads") else scan(n) for n in names}
+    packed, rows = continued(portal, queries)
+    assert rows == {n: list(range(1, 1001)) for n in names}
+    assert portal.commands == [50, 50] and portal.requests == 2  # the pool's two batches
+    assert not packed["deals"].finished and len(packed["deals"].pages) == 10
+    assert all(packed[n].finished for n in names[2:])
+
+
+def test_the_pool_stops_after_its_rounds_and_with_one_scan_left() -> None:
+    portal = GroupPortal({"a": 20_000, "b": 20_000})  # a first full sync's scans: 3 rounds, then on their own
+    packed, rows = continued(portal, {"a": scan("a"), "b": scan("b")})
+    assert portal.requests == 3 and [len(packed[k].pages) for k in "ab"] == [75, 75]
+    assert rows == {"a": list(range(1, 20_001)), "b": list(range(1, 20_001))}
+    portal = GroupPortal({"a": 500, "b": 20_000, "c": 900})  # one scan left unfinished: it goes on alone
+    packed, rows = continued(portal, {"a": scan("a"), "b": scan("b"), "c": group("c")})
+    assert portal.requests == 1 and packed["a"].finished and not packed["b"].finished
+    assert rows == {"a": list(range(1, 501)), "b": list(range(1, 20_001)), "c": list(range(1, 901))}
+
+
 @pytest.mark.parametrize("rows", [0, 1, 49, 50, 70, 130, 251])
 def test_every_chain_is_read_to_its_end_once_with_full_batches(rows: int) -> None:
     names = [f"g{i}" for i in range(120)]
@@ -84,3 +131,14 @@ def test_a_failed_page_is_read_again_and_a_fatal_one_raised() -> None:
     scope = GroupPortal({"a": 70, "b": 70}, fail={1: ["", "insufficient_scope"]})
     with pytest.raises(ScopeError):
         read_all(scope, ["a", "b"])
+
+
+@pytest.mark.parametrize("orders", [1, 49, 50, 51, 350, 1250, 1251, 2500, 5000, 12_345])
+def test_orders_spread_over_the_commands_of_the_fewest_requests(orders: int) -> None:
+    """The payments of changed owners' orders: as few requests as 25 orders per command allow, and within
+    them as few orders per command as fit, so a page rarely overflows into a round of `next` pages."""
+    per = orders_per_command(orders)
+    commands = math.ceil(orders / per)
+    assert 1 <= per <= 25
+    assert math.ceil(commands / 50) == math.ceil(orders / (25 * 50))  # no request more than 25 per command
+    assert per == 1 or math.ceil(orders / (per - 1)) > 50 * math.ceil(commands / 50)  # one fewer would not fit
