@@ -24,6 +24,7 @@ import dlt
 from dlt.common.schema import Schema
 from dlt.extract import DltResource
 
+from .allocator import trimmed
 from .api import (
     AuthError,
     Bitrix24Client,
@@ -309,7 +310,7 @@ def _resource(
     plan: RunPlan, pages: Any, name: str, disposition: Any, columns: dict[str, Any], primary_key: Any
 ) -> DltResource:
     def read() -> Any:
-        yield from pages(plan)
+        yield from trimmed(pages(plan))
 
     hints: dict[str, Any] = {"primary_key": primary_key} if primary_key else {}
     return dlt.resource(read, name=name, write_disposition=disposition, columns=columns, **hints)
