@@ -4,7 +4,7 @@ CPython gives most freed memory back to the C allocator, not to the system. glib
 per thread that allocated, and the prefetching thread decodes every response), so a long extraction's RSS grows
 with the portal while its live Python objects do not (tracemalloc: 36 MB of them at the end of a 100k-deal sync).
 `malloc_trim(0)` returns the free pages. Called every `TRIM_EVERY` items of a resource and at its end, it took
-that sync's extraction peak from 317 to 291 MB and its load peak from 397 to 376 MB (`docs/performance.md`).
+that sync's extraction peak from 317 to 289 MB and its load peak from 397 to 373 MB (`docs/performance.md`).
 Without glibc (macOS, musl) there is nothing to call and nothing is done.
 """
 
