@@ -75,7 +75,7 @@ def continue_chains(client: Bitrix24Client, heads: Mapping[str, tuple[ListQuery,
     The first shared batch is split evenly between them all; the ID scans it did not finish (the owners of
     payments and product rows, deal contacts) share up to `SHARED_ROUNDS - 1` more while at least two are
     left, and the chains that read whole records continue on their own. Whatever the pool read waits in memory
-    until its resource is extracted: one batch of records at most (about 13 MB for 2,500 deals with 40 user
+    until its resource is extracted: one batch of records at most (about 13 MB for 2,500 deals of 62
     fields), and ID pages beside it. An incremental window of 1,000 changed deals and leads needs four
     requests after discovery, where it took six."""
     chains = {
