@@ -2,10 +2,10 @@
 
 * `continue_chains`: after discovery each resource used to send its own next batch: an incremental run where
   deals, leads and the payments' owner scan each have a few pages more cost one request per chain. Here the 50
-  commands of a batch are shared between those chains (25 pages each for two, ...), and the ID scans share up to
-  two more, so small windows all finish in one request and a large one continues on its own from where its share
-  ended. A chain whose share failed simply continues from its last good row with its own batches (and raises
-  there if the failure persists): nothing is skipped.
+  commands of a batch are shared between those chains (25 pages each for two, ...) for up to three rounds (whole
+  records only while the pool holds at most two batches of them), so small windows all finish in a request or two
+  and a large one continues on its own from where its share ended. A chain whose share failed simply continues
+  from its last good row with its own batches (and raises there if the failure persists): nothing is skipped.
 * `pooled_chains`: many short chains read from the start (the product rows of 50 owners each): every request
   carries 50 commands, the next pages of the unfinished chains first, then the first pages of new ones, so a
   chain's second page rides with other chains' first pages instead of costing a request of its own.
@@ -44,6 +44,7 @@ log = logging.getLogger("bitrix24_sync.paging")
 Tag = TypeVar("Tag")
 SHARED_ROUNDS = 3  # shared continuation batches after discovery, at most
 NARROW_FIELDS = 2  # fields an ID scan selects, at most
+RECORD_POOL_PAGES = 2 * BATCH_SIZE  # pages of whole records the shared rounds may hold, at most: two batches' worth
 
 
 def shared_commands(chains: Mapping[str, tuple[ListQuery, Any]], prefix: str) -> tuple[Commands, dict[str, list[str]]]:
@@ -72,12 +73,14 @@ def continue_chains(client: Bitrix24Client, heads: Mapping[str, tuple[ListQuery,
     order, sharing batches between them. Fewer than two such chains: nothing (a lone chain gets a whole batch
     of its own anyway).
 
-    The first shared batch is split evenly between them all; the ID scans it did not finish (the owners of
-    payments and product rows, deal contacts) share up to `SHARED_ROUNDS - 1` more while at least two are
-    left, and the chains that read whole records continue on their own. Whatever the pool read waits in memory
-    until its resource is extracted: one batch of records at most (about 13 MB for 2,500 deals of 62
-    fields), and ID pages beside it. An incremental window of 1,000 changed deals and leads needs four
-    requests after discovery, where it took six."""
+    Up to `SHARED_ROUNDS` batches are shared while at least two chains are unfinished, the first split evenly
+    between them all. Whatever the pool read waits in memory until its resource is extracted, so the chains
+    that read whole records take part in a round only while their pages in the pool stay within two batches
+    (`RECORD_POOL_PAGES`: about 26 MB for 5,000 deals of 62 fields); the ID scans (the owners of payments and
+    product rows, deal contacts) weigh little and share every round. An incremental window of 1,000 changed
+    deals and leads thus needs two requests after discovery (six before the pool, four with the ID scans
+    alone in its later rounds). A round that finishes no chain costs no request either: its pages would
+    have been read by the chains' own batches."""
     chains = {
         key: (query, head)
         for key, (query, head) in heads.items()
@@ -94,10 +97,24 @@ def continue_chains(client: Bitrix24Client, heads: Mapping[str, tuple[ListQuery,
         for key in turn:
             part = read_chain(shared[key][0], keys[key], response, read[key].last_id)
             read[key] = ChainResult([*read[key].pages, *part.pages], part.finished, part.last_id, part.failed_key)
-        turn = [k for k in turn if narrow(shared[k][0]) and not (read[k].finished or read[k].failed_key)]
+        turn = [k for k in turn if not (read[k].finished or read[k].failed_key)]
+        turn = _within_record_pool(turn, shared, read)
         if len(turn) < 2:
             break
     return read
+
+
+def _within_record_pool(
+    turn: list[str], shared: Mapping[str, tuple[ListQuery, Page]], read: Mapping[str, ChainResult]
+) -> list[str]:
+    """The chains of the next shared round: all of `turn`, or its ID scans alone when the record chains'
+    share of that round would take their pages in the pool past `RECORD_POOL_PAGES`."""
+    records = [k for k in turn if not narrow(shared[k][0])]
+    held = sum(len(result.pages) for k, result in read.items() if not narrow(shared[k][0]))
+    share = -(-BATCH_SIZE // max(1, len(turn)))
+    if records and held + share * len(records) > RECORD_POOL_PAGES:
+        return [k for k in turn if narrow(shared[k][0])]
+    return turn
 
 
 def chain_pages(

@@ -15,8 +15,9 @@
 
 The owner scan keeps its own cursor rather than reusing the deals resource's rows, so payments stay exact
 whichever resources a run selects, at a cost of ceil(k/2500) id-scan requests for k changed owners (none when
-they fit in the 50 ids the discovery batch already returned or in the continuation batch it shares with the
-other chains: `packing.py`).
+they fit in the 50 ids the discovery batch already returned or in the continuation batches it shares with the
+other chains: `packing.py`; none either when the owner entity reads the same window in the same run: the plan
+serves the scan from that chain's ids, `plan.covered_scans`).
 """
 
 from __future__ import annotations

@@ -6,13 +6,21 @@ is a `PlanPart` that declares its first calls and, once discovery is back, its k
 runs first makes the plan `discover()`: ONE batch with `server.time` as its first command (the run's start `T`
 on the portal's clock; batch commands run in order, so every page read afterwards sees all changes up to `T`)
 and every part's first calls. Then each part sees the results (`discovered`), and the chains still unfinished
-after their first page share one continuation batch (`packing.py`). An incremental run with nothing changed
+after their first page share continuation batches (`packing.py`). An incremental run with nothing changed
 therefore costs exactly one HTTP request.
+
+An ID scan that lists the same records as another part's chain (the owners of product rows or payments, in the
+window the entity itself reads in this run: a first sync, a backfill, or an incremental run after one that
+moved both cursors together) is `covered`: the plan serves its pages from the ids that chain read, so those
+owners cost no request of their own. Until that chain was read to its end (another extraction order, a
+resource that stopped early) the scan reads its own pages, as it would without the entity.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +32,7 @@ from .packing import chain_pages, continue_chains
 from .paging import (
     BATCH_SIZE,
     MAX_STALLED_RETRIES,
+    PAGE_SIZE,
     ChainResult,
     Commands,
     ListQuery,
@@ -129,6 +138,8 @@ class RunPlan:
         self.server_time: datetime | None = None
         self.found = Discovered({}, {}, {}, {})
         self._packed: dict[str, ChainResult] = {}
+        self._covered: dict[str, str] = {}  # ID scan -> the chain that lists the same records
+        self._ids_read: dict[str, array[int]] = {}  # a covering chain read to its end -> the ids it read
 
     def discover(self) -> None:
         """Run the discovery batch once per run (idempotent)."""
@@ -142,12 +153,13 @@ class RunPlan:
         self.server_time = parse_instant(self.found.result[TIME_KEY])
         for part in self.parts:
             part.discovered(self)
+        chains = {key: query for part in self.parts for key, query in part.chains().items()}
+        self._covered = covered_scans(chains)
         heads = {}
-        for part in self.parts:
-            for key, query in part.chains().items():
-                head = self.head(key, query)
-                if head is not None:
-                    heads[key] = (query, head)
+        for key, query in chains.items():
+            head = self.head(key, query)
+            if head is not None and key not in self._covered:
+                heads[key] = (query, head)
         self._packed = continue_chains(self.client, heads)
 
     def _bind_portal(self) -> None:
@@ -197,8 +209,21 @@ class RunPlan:
         return self.client.subcall_error(method, self.found.errors[key])
 
     def chain_pages(self, key: str, query: ListQuery, prefix: str) -> Iterator[Page]:
-        """Every page of the chain that discovery command `key` started."""
-        return chain_pages(self.client, query, self.head(key, query), self._packed.pop(key, None), prefix)
+        """Every page of the chain that discovery command `key` started; a covered scan's from the ids its
+        covering chain read, once that one was read to its end."""
+        ids = self._ids_read.get(self._covered.get(key, ""))
+        if ids is not None:
+            return id_pages(ids, query.id_field)
+        pages = chain_pages(self.client, query, self.head(key, query), self._packed.pop(key, None), prefix)
+        return self._recorded(key, query, pages) if key in self._covered.values() else pages
+
+    def _recorded(self, key: str, query: ListQuery, pages: Iterator[Page]) -> Iterator[Page]:
+        """The pages of a covering chain, its ids kept (8 bytes each) once the last page went by."""
+        ids: array[int] = array("q")
+        for page in pages:
+            ids.extend(query.row_id(row) for row in page)
+            yield page
+        self._ids_read[key] = ids
 
     @property
     def portal_offset(self) -> timedelta | None:
@@ -224,3 +249,24 @@ class RunPlan:
     def next_cursor(self) -> str:
         assert self.server_time is not None, "discover() first"
         return cursor_after_run(self.server_time, self.options.overlap_seconds)
+
+
+def covered_scans(chains: Mapping[str, ListQuery]) -> dict[str, str]:
+    """ID-only scans (`select: [<id field>]`) that list the records of another chain: the same method,
+    parameters and filter, that chain selecting more. Scan key -> covering chain key."""
+    readers: dict[tuple[Any, ...], str] = {}
+    scans: dict[str, tuple[Any, ...]] = {}
+    for key, query in chains.items():
+        rest = {k: v for k, v in query.params.items() if k != "select"}
+        what = (query.method, query.id_field, query.items_path, json.dumps(rest, sort_keys=True, default=str))
+        if list(query.params.get("select") or ()) == [query.id_field]:
+            scans[key] = what
+        else:
+            readers.setdefault(what, key)
+    return {key: readers[what] for key, what in scans.items() if what in readers}
+
+
+def id_pages(ids: Sequence[int], id_field: str) -> Iterator[Page]:
+    """Ids as the pages of an ID scan (50 rows of `{id_field: id}`)."""
+    for start in range(0, len(ids), PAGE_SIZE):
+        yield [{id_field: i} for i in ids[start : start + PAGE_SIZE]]

@@ -3,7 +3,8 @@ processes that link products. Rows have no change time, and whether editing them
 time is not documented, so two reads:
 
 * owners changed since the product rows' own owner cursor: an ID-only keyset of each owner entity's window
-  (2,500 ids per request, its first page in the discovery batch: a run with nothing changed costs nothing),
+  (2,500 ids per request, its first page in the discovery batch: a run with nothing changed costs nothing; no
+  request at all when the owner entity reads that window in the same run: `plan.covered_scans`),
 * every `owner_sweep_hours`, every owner (rows edited without the owner changing arrive at the latest then).
 
 Per 50 owners one `crm.item.productrow.list` chain (`=ownerType`, `=ownerId` as an array, keyset on `id`; the

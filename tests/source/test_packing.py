@@ -4,14 +4,16 @@ rows of 50 owners each) reading every chain to its end with full batches."""
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 import pytest
 
 from sources.bitrix24.api import BatchResponse, ScopeError, TransientError
-from sources.bitrix24.packing import continue_chains, pooled_chains, shared_commands
+from sources.bitrix24.packing import RECORD_POOL_PAGES, continue_chains, pooled_chains, shared_commands
 from sources.bitrix24.paging import ListQuery
 from sources.bitrix24.payments import orders_per_command
+from sources.bitrix24.plan import covered_scans, id_pages
 from tests.source.test_paging import ListPortal
 
 
@@ -78,27 +80,39 @@ def continued(portal: GroupPortal, queries: dict[str, ListQuery]) -> tuple[dict[
     return packed, rows
 
 
-def test_id_scans_share_batches_to_their_ends_and_records_go_on_alone() -> None:
-    """An incremental window of 1,000 changed deals and leads at 100k: one batch for all five chains, then
-    the three ID scans finish in one more, and deals and leads continue on their own (not held in the pool)."""
+def test_a_small_window_finishes_every_chain_in_the_pools_two_batches() -> None:
+    """An incremental window of 1,000 changed deals and leads at 100k: one batch split between all five
+    chains, then one more finishes them all (the records' 40 pages stay within the pool's two batches)."""
     names = ["deals", "leads", "owners", "product_owners", "deal_contacts"]
     portal = GroupPortal(dict.fromkeys(names, 1000))
     queries = {n: group(n) if n in ("deals", "leads") else scan(n) for n in names}
     packed, rows = continued(portal, queries)
     assert rows == {n: list(range(1, 1001)) for n in names}
     assert portal.commands == [50, 50] and portal.requests == 2  # the pool's two batches
-    assert not packed["deals"].finished and len(packed["deals"].pages) == 10
-    assert all(packed[n].finished for n in names[2:])
+    assert all(packed[n].finished for n in names)
+    assert sum(len(packed[n].pages) for n in ("deals", "leads")) <= RECORD_POOL_PAGES
 
 
-def test_the_pool_stops_after_its_rounds_and_with_one_scan_left() -> None:
+def test_records_leave_the_pool_before_it_holds_more_than_two_batches_of_them() -> None:
+    """A first full sync: two rounds take the records to 68 pages in the pool; a third would take them past
+    two batches, so deals and leads go on alone (and the lone ID scan with them)."""
+    names = ["deals", "leads", "owners"]
+    portal = GroupPortal(dict.fromkeys(names, 20_000))
+    queries = {n: group(n) if n in ("deals", "leads") else scan(n) for n in names}
+    packed, rows = continued(portal, queries)
+    assert rows == {n: list(range(1, 20_001)) for n in names}
+    assert portal.requests == 2 and [len(packed[n].pages) for n in names] == [34, 34, 32]
+    assert sum(len(packed[n].pages) for n in ("deals", "leads")) <= RECORD_POOL_PAGES
+
+
+def test_the_pool_stops_after_its_rounds_and_with_one_chain_left() -> None:
     portal = GroupPortal({"a": 20_000, "b": 20_000})  # a first full sync's scans: 3 rounds, then on their own
     packed, rows = continued(portal, {"a": scan("a"), "b": scan("b")})
     assert portal.requests == 3 and [len(packed[k].pages) for k in "ab"] == [75, 75]
     assert rows == {"a": list(range(1, 20_001)), "b": list(range(1, 20_001))}
     portal = GroupPortal({"a": 500, "b": 20_000, "c": 900})  # one scan left unfinished: it goes on alone
     packed, rows = continued(portal, {"a": scan("a"), "b": scan("b"), "c": group("c")})
-    assert portal.requests == 1 and packed["a"].finished and not packed["b"].finished
+    assert portal.requests == 2 and packed["a"].finished and packed["c"].finished and not packed["b"].finished
     assert rows == {"a": list(range(1, 501)), "b": list(range(1, 20_001)), "c": list(range(1, 901))}
 
 
@@ -142,3 +156,30 @@ def test_orders_spread_over_the_commands_of_the_fewest_requests(orders: int) -> 
     assert 1 <= per <= 25
     assert math.ceil(commands / 50) == math.ceil(orders / (25 * 50))  # no request more than 25 per command
     assert per == 1 or math.ceil(orders / (per - 1)) > 50 * math.ceil(commands / 50)  # one fewer would not fit
+
+
+def test_an_id_scan_is_covered_by_the_chain_that_reads_the_same_records() -> None:
+    """Covered: the same method, parameters and filter, the scan selecting the ids alone. Not covered: another
+    window, another entity type, a scan that selects more than the id (deal contacts), or no reader at all."""
+    window = {">=DATE_MODIFY": "2026-11-30T00:00:00+03:00"}
+    deals = ListQuery("crm.deal.list", {"select": ["*", "UF_*"], "filter": dict(window)})
+    invoices = ListQuery("crm.item.list", {"entityTypeId": 31, "select": ["*"], "filter": {}}, "id", ("items",))
+    chains = {
+        "deals": deals,
+        "invoices": invoices,
+        "owners": ListQuery("crm.deal.list", {"select": ["ID"], "filter": dict(window)}),
+        "product_owners": ListQuery("crm.deal.list", {"filter": dict(window), "select": ["ID"]}),
+        "swept_owners": ListQuery("crm.deal.list", {"select": ["ID"], "filter": {}}),
+        "quote_owners": ListQuery("crm.item.list", {"entityTypeId": 7, "select": ["id"]}, "id", ("items",)),
+        "deal_contacts": ListQuery("crm.item.list", {"entityTypeId": 2, "select": ["id", "contactIds"]}),
+        "invoice_owners": ListQuery(
+            "crm.item.list", {"entityTypeId": 31, "select": ["id"], "filter": {}}, "id", ("items",)
+        ),
+    }
+    assert covered_scans(chains) == {"owners": "deals", "product_owners": "deals", "invoice_owners": "invoices"}
+
+
+def test_covered_ids_come_back_as_the_pages_of_a_scan() -> None:
+    pages = list(id_pages(array("q", range(1, 121)), "ID"))
+    assert [len(p) for p in pages] == [50, 50, 20] and pages[2][-1] == {"ID": 120}
+    assert list(id_pages(array("q"), "id")) == []
