@@ -7,10 +7,13 @@ time is not documented, so two reads:
   request at all when the owner entity reads that window in the same run: `plan.covered_scans`),
 * every `owner_sweep_hours`, every owner (rows edited without the owner changing arrive at the latest then).
 
-Per 50 owners one `crm.item.productrow.list` chain (`=ownerType`, `=ownerId` as an array, keyset on `id`; the
+Per 200 owners one `crm.item.productrow.list` chain (`=ownerType`, `=ownerId` as an array, keyset on `id`; the
 filter needs both keys, so the owners are listed), and the chains share their batches (`packing.pooled_chains`):
-a group's second page rides with other groups' first pages, so k owners cost about ceil(k/2500) id-scan requests
-plus one request per 50 pages of rows (ceil(k/50) pages for owners with under one row each). Each owner read is
+a group's later pages ride with other groups' first pages, so k owners cost about ceil(k/2500) id-scan requests
+plus one request per 50 pages of rows. Every group ends with a page that is not full, so fewer, larger groups
+waste less: at 1.4 rows per owner, groups of 50 owners read 2 pages for 70 rows, groups of 200 six for 280
+(a quarter fewer requests); 200 ids stay far below PHP's default limit of 1,000 input variables, should the
+portal parse a command like a query string. Each owner read is
 one row of `product_rows` with its rows in the child table `product_rows__items`, merged on (owner_type_id,
 owner_id): an owner's rows are replaced whole, so a deleted row disappears and an owner whose rows were all
 removed keeps an empty list.
@@ -32,6 +35,7 @@ from .state import SourceState
 from .window import is_due, utc_now
 
 METHOD = "crm.item.productrow.list"
+GROUP_OWNERS = 200  # owners per crm.item.productrow.list chain
 PRIMARY_KEY = ("owner_type_id", "owner_id")
 COLUMNS: dict[str, dict[str, Any]] = {
     "owner_type_id": {"data_type": "bigint", "nullable": False, "description": "2 deal, 7 quote, 31 invoice, ..."},
@@ -101,12 +105,21 @@ class ProductRowReader(PlanPart):
                 state.set_last_sweep(PRODUCT_ROWS, started)
 
     def _groups(self, plan: RunPlan, owner: EntitySpec) -> Iterator[tuple[tuple[EntitySpec, list[int]], ListQuery]]:
-        """Per page of the owner id scan (50 owners), the query of their product rows (one pool for all the
+        """Per `GROUP_OWNERS` owners of the owner id scan, the query of their product rows (one pool for all the
         owner entities: the last groups of one share batches with the first of the next)."""
+        ids: list[int] = []
         for page in plan.chain_pages(owners_key(owner), self._owner_query(owner), "po"):
-            ids = [int(r[owner.id_field]) for r in page]
-            where = {"=ownerType": owner.product_owner_type, "=ownerId": ids}
-            yield (owner, ids), ListQuery(METHOD, {"filter": where}, "id", ("productRows",))
+            ids.extend(int(r[owner.id_field]) for r in page)
+            while len(ids) >= GROUP_OWNERS:
+                yield self._group(owner, ids[:GROUP_OWNERS])
+                ids = ids[GROUP_OWNERS:]
+        if ids:
+            yield self._group(owner, ids)
+
+    @staticmethod
+    def _group(owner: EntitySpec, ids: list[int]) -> tuple[tuple[EntitySpec, list[int]], ListQuery]:
+        where = {"=ownerType": owner.product_owner_type, "=ownerId": ids}
+        return (owner, ids), ListQuery(METHOD, {"filter": where}, "id", ("productRows",))
 
     def _owner_rows(
         self, plan: RunPlan, owner: EntitySpec, ids: list[int], pages: list[Page]
