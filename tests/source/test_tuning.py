@@ -78,3 +78,14 @@ def test_postgres_loads_two_jobs_at_a_time(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     assert out == ["2", "fifo"]
+
+
+@pytest.mark.parametrize("url", ["postgresql://sync@localhost:5432/crm", None])
+def test_postgres_insert_statements_stay_small(
+    tmp_path: Path, url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dlt holds several copies of a statement's piece of the job file: 4 MB statements, not its 32 MB (the
+    same with credentials from dlt's config)."""
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", "postgresql://sync@localhost:5432/crm")
+    pipeline = make_pipeline("postgres", postgres_url=url, pipelines_dir=tmp_path / "p")
+    assert pipeline.destination.capabilities().max_query_length == 4 * 1024 * 1024
