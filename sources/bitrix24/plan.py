@@ -212,9 +212,9 @@ class RunPlan:
         """Every page of the chain that discovery command `key` started; a covered scan's from the ids its
         covering chain read, once that one was read to its end."""
         covering = self._covered.pop(key, None)
-        ids = self._ids_read.get(covering or "")
-        if covering not in self._covered.values():  # its last scan: the ids need not outlive the pages
-            self._ids_read.pop(covering or "", None)
+        ids = self._ids_read.get(covering) if covering else None
+        if covering and covering not in self._covered.values():  # its last scan: the ids need not outlive it
+            self._ids_read.pop(covering, None)
         if ids is not None:
             return id_pages(ids, query.id_field)
         pages = chain_pages(self.client, query, self.head(key, query), self._packed.pop(key, None), prefix)
