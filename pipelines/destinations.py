@@ -10,10 +10,11 @@ about a warehouse's quirks, in one room. A new quirk is a field here (or a row i
 - single writer: DuckDB takes one writing process per file (the portals command serialises them).
 - tuning (peak memory is set by the load; `docs/performance.md`): DuckDB's default memory limit is 80% of RAM
   and its load of a large package grows towards it, so the load runs bounded (`bounded_load`):
-  `[bitrix24_sync] duckdb_memory_limit`, default 96MB, one DuckDB thread (`duckdb_threads`; each thread holds its
-  own buffers: at 96MB two threads ran out of memory in a merge of 100k deals' product rows, one did not even at
-  64MB) and no preserved insertion order (DuckDB's own advice for out-of-memory errors; nothing here reads rows
-  in insertion order: the crash repair tells identical copies apart by row id, whichever it keeps). Queries
+  `[bitrix24_sync] duckdb_memory_limit`, default 64MB (a 1M-deal sync of every resource peaked at 381 and 396 MB
+  with it, 413 MB with 96MB), one DuckDB thread (`duckdb_threads`; each thread holds its own buffers: at 96MB two
+  threads ran out of memory in a merge of 100k deals' product rows, one did not even at 64MB) and no preserved
+  insertion order (DuckDB's own advice for out-of-memory errors; nothing here reads rows in insertion order: the
+  crash repair tells identical copies apart by row id, whichever it keeps). Queries
   (views, deletes, the crash repair, a user's `pipeline.sql_client()`) keep DuckDB's defaults: a view with a
   dozen multiple-field aggregates needs more than 96MB on a small portal already. Its load jobs run one at a
   time (dlt's 20 at once each hold their own buffers; `[load] workers` wins); Postgres's two at a time (its
@@ -38,7 +39,7 @@ from typing import Any, Literal
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-DEFAULT_DUCKDB_MEMORY_LIMIT = "96MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "64MB"
 DEFAULT_DUCKDB_THREADS = 1
 
 
