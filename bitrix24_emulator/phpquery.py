@@ -15,7 +15,8 @@ JSON):
 PHP details kept: `+` is a space; a pair without `=` has the value `""`; later pairs overwrite earlier ones
 and a scalar is replaced by an array when a later key nests under it; `[]` appends at max(int key)+1; in the
 top-level name `.` and ` ` become `_` and an unclosed `[` becomes `_`; text after a closing `]` that does not
-open another `[` is ignored.
+open another `[` is ignored; only the first `MAX_INPUT_VARS` pairs are read (PHP's `max_input_vars`, which
+`parse_str` obeys too: a longer query loses its tail silently, with a warning in the server's log).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
+# PHP's default max_input_vars. A server may raise it; the emulator keeps the default, so a client that works
+# here works on a portal with either setting.
+MAX_INPUT_VARS = 1000
 _INT_KEY = re.compile(r"-?(0|[1-9][0-9]*)\Z")
 
 
@@ -101,9 +105,8 @@ def parse_str(query: str) -> dict[str, Any]:
 
 
 def _pairs(query: str) -> Iterable[tuple[str, str]]:
-    for chunk in query.split("&"):
-        if not chunk:
-            continue
+    chunks = [chunk for chunk in query.split("&") if chunk]
+    for chunk in chunks[:MAX_INPUT_VARS]:
         name, _, value = chunk.partition("=")
         name = unquote_plus(name, errors="replace")
         if name:

@@ -29,6 +29,9 @@ BATCH_SIZE = 50  # commands per batch request: fixed by the portal
 DEFAULT_START_ID = 0
 Page = list[dict[str, Any]]
 Commands = dict[str, tuple[str, dict[str, Any]]]
+# Ids in one command's filter, at most: a portal decodes each batch command with PHP's parse_str, which keeps
+# the first `max_input_vars` variables (1,000 unless the server raises it) and silently drops the rest.
+MAX_FILTER_IDS = 900
 MAX_STALLED_RETRIES = 4  # consecutive failed batches without a new row before the error is raised
 
 
@@ -219,6 +222,11 @@ def subcall_failure(client: Bitrix24Client, method: str, response: BatchResponse
     if key in response.errors:
         return client.subcall_error(method, response.errors[key])
     return TransientError(f"{method} returned a result of an unexpected shape", method=method)
+
+
+def filter_chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+    """`ids` in runs of at most `MAX_FILTER_IDS`, one command's filter each."""
+    return [ids[start : start + MAX_FILTER_IDS] for start in range(0, len(ids), MAX_FILTER_IDS)]
 
 
 def batch_calls(

@@ -7,10 +7,11 @@
   `crm.item.payment.list` calls per 50 owners.
 * With the `sale` scope, new payments portal-wide: a `sale.payment.list` keyset on `id` after the last id seen
   (first page in the discovery batch), owners mapped with one `crm.orderentity.list` command (`start=-1`: all
-  bindings) per batch of payments, riding in the keyset's next request (one seat of its 50).
+  bindings) per 900 orders of a batch of payments, riding in the keyset's next request (three seats of its 50 for
+  2,450 payments: a command's filter holds at most `MAX_FILTER_IDS` ids).
   Without the scope the probe fails with `insufficient_scope` in the discovery batch, which costs no request.
 * A periodic sweep re-reads every payment (a payment marked paid does not touch its deal): with `sale`,
-  about ceil(P/2450) keyset requests + one for the last batch's mapping; without, ceil(D/2500) id-scan requests +
+  about ceil(P/2350) keyset requests + one for the last batch's mapping; without, ceil(D/2500) id-scan requests +
   ceil(D/50) payment-list requests for D owners.
 
 The owner scan keeps its own cursor rather than reusing the deals resource's rows, so payments stay exact
@@ -33,14 +34,14 @@ from .api import Bitrix24Client, Bitrix24Error, TransientError
 from .catalog import EntitySpec
 from .entities import id_query
 from .fields import CoercionReport, FieldPlan
-from .paging import BATCH_SIZE, CallResult, Commands, ListQuery, Page, batch_calls, keyset_batches
+from .paging import BATCH_SIZE, CallResult, Commands, ListQuery, Page, batch_calls, filter_chunks, keyset_batches
 from .plan import PlanPart, RunPlan, SyncOptions
 from .state import SourceState
 from .window import is_due, utc_now
 
 SALE_KEY = "sale"
 SALE_METHOD = "sale.payment.list"
-MAPPING_KEY = "m"  # the owner mapping riding in a sale.payment.list batch
+MAPPING_KEY = "m"  # the owner mapping riding in a sale.payment.list batch: m0, m1, ...
 PAYMENT_KEYS = (
     "id",
     "accountNumber",
@@ -186,31 +187,39 @@ class PaymentReader(PlanPart):
             self.client, query, first_page=head, after=after, prefix="s", rider=self._mapping_of
         ):
             if read:
-                yield from self._with_owners(read, batch.riders.get(MAPPING_KEY))
+                yield from self._with_owners(read, batch.riders)
             read = batch.pages
         if read:
-            yield from self._with_owners(read, None)
+            yield from self._with_owners(read, {})
 
     @staticmethod
     def _mapping_of(pages: list[Page]) -> Commands:
-        """The owners of these payments' orders with one `crm.orderentity.list` command: `start=-1` returns
-        every binding of the filter's orders at once (this method's own meaning of -1,
-        `crm-order-entity-list.md`), so 2,500 payments cost one command, without `next` rounds."""
+        """The owners of these payments' orders with `crm.orderentity.list` commands (`MAX_FILTER_IDS` orders
+        each): `start=-1` returns every binding of the filter's orders at once (this method's own meaning of
+        -1, `crm-order-entity-list.md`), so 2,500 payments cost three commands, without `next` rounds."""
         order_ids = sorted({i for page in pages for p in page if (i := _int(p.get("orderId")))})
-        if not order_ids:
-            return {}
-        return {MAPPING_KEY: ("crm.orderentity.list", {"filter": {"@orderId": order_ids}, "start": -1})}
+        return {
+            f"{MAPPING_KEY}{n}": ("crm.orderentity.list", {"filter": {"@orderId": list(chunk)}, "start": -1})
+            for n, chunk in enumerate(filter_chunks(order_ids))
+        }
 
     def _with_owners(
-        self, pages: list[Page], mapped: CallResult | Bitrix24Error | None
+        self, pages: list[Page], mapped: Mapping[str, CallResult | Bitrix24Error]
     ) -> Iterator[list[dict[str, Any]]]:
-        """The payments with their owners, from the mapping that rode along; when it did not (the last batch)
-        or failed, it is read now (a failure that is not transient is raised)."""
-        if not isinstance(mapped, CallResult):
-            if isinstance(mapped, Bitrix24Error) and not isinstance(mapped, TransientError):
-                raise mapped
-            mapped = batch_calls(self.client, self._mapping_of(pages)).get(MAPPING_KEY)
-        owners = self._order_owners([mapped] if mapped is not None else [])
+        """The payments with their owners, from the mapping that rode along; the commands that did not (the
+        last batch) or failed are sent now (a failure that is not transient is raised)."""
+        results: list[CallResult] = []
+        unsent: Commands = {}
+        for key, command in self._mapping_of(pages).items():
+            outcome = mapped.get(key)
+            if isinstance(outcome, CallResult):
+                results.append(outcome)
+                continue
+            if isinstance(outcome, Bitrix24Error) and not isinstance(outcome, TransientError):
+                raise outcome
+            unsent[key] = command
+        results.extend(batch_calls(self.client, unsent).values())
+        owners = self._order_owners(results)
         for page in pages:
             yield self._typed([_payment_row(p, owners.get(_int(p.get("orderId")), (None, None))) for p in page])
 
@@ -261,8 +270,14 @@ class PaymentReader(PlanPart):
 
     def _through_orders(self, owner: EntitySpec, id_pages: list[Page]) -> Iterator[list[dict[str, Any]]]:
         owner_ids = [int(r[owner.id_field]) for page in id_pages for r in page]
-        bindings = {"filter": {"@ownerId": owner_ids, "ownerTypeId": owner.entity_type_id}, "start": -1}
-        links = list(batch_calls(self.client, {"e": ("crm.orderentity.list", bindings)}).values())
+        bindings: Commands = {
+            f"e{n}": (
+                "crm.orderentity.list",
+                {"filter": {"@ownerId": list(chunk), "ownerTypeId": owner.entity_type_id}, "start": -1},
+            )
+            for n, chunk in enumerate(filter_chunks(owner_ids))
+        }
+        links = list(batch_calls(self.client, bindings).values())
         orders: dict[int, tuple[int, int]] = {}
         for call in links:
             for row in _rows(call.result, "orderEntity"):

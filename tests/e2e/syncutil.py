@@ -230,7 +230,7 @@ def portal_payments(portal: Portal, owner_types: tuple[int, ...] = (2, 31)) -> d
 
 
 def assert_payments_equal(pipeline: dlt.Pipeline, portal: Portal, owner_types: tuple[int, ...] = (2, 31)) -> None:
-    stored = query(pipeline, "SELECT * FROM {}", "payments")
+    stored = query(pipeline, "SELECT * FROM {} WHERE _deleted_at IS NULL", "payments")  # marked deleted: gone
     got = {
         int(r["id"]): (
             r["owner_type_id"],

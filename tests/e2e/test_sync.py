@@ -11,6 +11,7 @@ import pytest
 
 from bitrix24_emulator import Portal
 from sources.bitrix24 import Catalog
+from sources.bitrix24.paging import MAX_FILTER_IDS
 from tests.e2e.syncutil import (
     SMALL_PORTAL,
     assert_entity_equal,
@@ -113,6 +114,22 @@ def test_backfill_rereads_a_window_without_moving_cursors(pipeline: dlt.Pipeline
     assert cursors_of(pipeline) == cursors
     assert_entity_equal(pipeline, portal, DEALS)
     assert_payments_equal(pipeline, portal)
+
+
+def test_a_backfill_of_more_owners_than_one_filter_holds_reads_every_payment(tmp_path: Path) -> None:
+    """1,200 deals re-read: their orders are asked for in two crm.orderentity.list commands of at most
+    `MAX_FILTER_IDS` owners (a portal's parse_str keeps 1,000 variables and the emulator drops the rest, as
+    PHP does): none of the owners past the first filter loses its payments, which the backfill's coverage
+    would otherwise delete from the warehouse."""
+    with Portal(deals=1200, leads=10, contacts=20, companies=5, invoices=40, limits=False) as portal:
+        pipeline = new_pipeline(tmp_path, "duckdb")
+        run(pipeline, portal, resources="deals,payments")
+        portal.reset_stats()
+        report = run(pipeline, portal, backfill=("2000-01-01", "2100-01-01"), resources="deals,payments")
+        assert report.row_counts["deals"] == 1200
+        assert_payments_equal(pipeline, portal)
+        # the deals' orders (40 invoices' payments are listed per invoice: cheaper than orders for so few)
+        assert portal.stats()["subcalls_by_method"]["crm.orderentity.list"] == math.ceil(1200 / MAX_FILTER_IDS)
 
 
 def test_full_refresh_starts_over(pipeline: dlt.Pipeline, portal: Portal) -> None:

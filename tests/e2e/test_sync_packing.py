@@ -8,10 +8,12 @@ import math
 from pathlib import Path
 
 from bitrix24_emulator import Portal
+from sources.bitrix24.paging import MAX_FILTER_IDS
 from tests.e2e.syncutil import SMALL_PORTAL, assert_payments_equal, assert_warehouse_equals_portal, new_pipeline, run
 from tests.e2e.test_whole_crm import portal_product_rows, stored_product_rows
 
 CHANGED = 60  # more than the 50 rows the discovery batch reads per chain
+PAGE = 50
 
 
 def test_changed_deals_and_leads_continue_in_one_shared_batch(tmp_path: Path) -> None:
@@ -74,21 +76,49 @@ def test_owner_scans_of_entities_read_in_the_same_window_cost_only_their_discove
             assert stored_product_rows(together) == portal_product_rows(portal)
 
 
-def test_payment_owners_are_mapped_by_a_command_riding_in_the_next_keyset_request(tmp_path: Path) -> None:
-    """With the sale scope all payments are one keyset; the owners of a batch's payments are mapped by one
-    crm.orderentity.list command that takes a seat of the next request (49 pages of payments + 1 mapping), the
-    last batch's by a request of its own: about ceil(P/2450) + 1 requests instead of twice ceil(P/2500)."""
+def portal_payment_orders(portal: Portal) -> list[int]:
+    """The order of every payment, in payment id order (`sale.payment.list` read page by page)."""
+    orders: list[int] = []
+    last = 0
+    while True:
+        page = portal.call(
+            "sale.payment.list",
+            {"select": ["id", "orderId"], "order": {"id": "ASC"}, "filter": {">id": last}, "start": -1},
+        )["payments"]
+        if not page:
+            return orders
+        orders.extend(int(p["orderId"]) for p in page)
+        last = int(page[-1]["id"])
+
+
+def mapping_batches(orders: list[int]) -> list[list[int]]:
+    """The payments' orders per keyset batch when every batch's mapping rides in the next request: the
+    discovery page, then 50 pages less one seat per `MAX_FILTER_IDS` distinct orders of the batch before."""
+    batches, position = [orders[:PAGE]], PAGE
+    while position < len(orders):
+        seats = math.ceil(len(set(batches[-1])) / MAX_FILTER_IDS)
+        batches.append(orders[position : position + (50 - seats) * PAGE])
+        position += len(batches[-1])
+    return batches
+
+
+def test_payment_owners_are_mapped_by_commands_riding_in_the_next_keyset_request(tmp_path: Path) -> None:
+    """With the sale scope all payments are one keyset; the owners of a batch's payments are mapped by
+    crm.orderentity.list commands of at most `MAX_FILTER_IDS` orders (a portal's parse_str keeps 1,000
+    variables: the emulator drops the rest, as PHP does) that take seats of the next request, the last
+    batch's by a request of its own: about ceil(P/2350) + 1 requests instead of twice ceil(P/2500)."""
     faults = [{"kind": "batch_subcall_error", "count": 1, "method": "crm.orderentity.list"}]
     with Portal(deals=6000, leads=10, contacts=20, companies=5, limits=False, faults=faults) as portal:
         pipeline = new_pipeline(tmp_path, "duckdb")
         report = run(pipeline, portal, resources="payments")
         assert_payments_equal(pipeline, portal)  # every payment with its owner, the failed mapping read again
-        payments = report.row_counts["payments"]
-        assert payments > 2 * 2450
-        # a first run's question which smart processes exist, discovery (with the first 50 payments), 49 pages a
-        # request until a short page, the last batch's mapping, and the mapping that failed (injected) read again
-        keyset = (payments - 50) // 2450 + 1
+        batches = mapping_batches(portal_payment_orders(portal))
+        assert report.row_counts["payments"] == sum(map(len, batches)) > 2 * 2450
+        assert max(len(set(b)) for b in batches) > MAX_FILTER_IDS  # a batch's mapping takes several commands
+        # a first run's question which smart processes exist, discovery (with the first 50 payments), one
+        # request per keyset batch after it, the last batch's mapping, and the one that failed (injected) again
         assert portal.stats()["requests_by_method"].get("crm.type.list") == 1
-        assert report.requests == 1 + 1 + keyset + 1 + 1
-        # one mapping rode in each keyset request (the failed one never ran), then the last one and the retry
-        assert portal.stats()["subcalls_by_method"]["crm.orderentity.list"] == (keyset - 1) + 1 + 1
+        assert report.requests == 1 + 1 + (len(batches) - 1) + 1 + 1
+        # the mapping commands of every batch (the failed one did not run; its retry did)
+        commands = sum(math.ceil(len(set(b)) / MAX_FILTER_IDS) for b in batches)
+        assert portal.stats()["subcalls_by_method"]["crm.orderentity.list"] == commands

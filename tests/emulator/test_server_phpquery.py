@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bitrix24_emulator.phpquery import parse_str
+from bitrix24_emulator.phpquery import MAX_INPUT_VARS, parse_str
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,12 @@ from bitrix24_emulator.phpquery import parse_str
 )
 def test_parse_str_matches_php(query: str, expected: dict) -> None:
     assert parse_str(query) == expected
+
+
+def test_parse_str_reads_only_the_first_thousand_variables_as_php_does() -> None:
+    """PHP's default `max_input_vars`: a filter of 1,200 ids in one query keeps 1,000 pairs and loses the rest,
+    the parameters after it included."""
+    query = "&".join(f"filter[@ID][]={i}" for i in range(1200)) + "&start=-1"
+    assert MAX_INPUT_VARS == 1000
+    assert parse_str(query) == {"filter": {"@ID": [str(i) for i in range(1000)]}}
+    assert parse_str("&&" + "&".join(f"a[]={i}" for i in range(1000))) == {"a": [str(i) for i in range(1000)]}

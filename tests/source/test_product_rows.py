@@ -1,4 +1,5 @@
-"""Product rows are read per group of owners: 200 owners a chain, across the pages of the owner id scan."""
+"""Product rows are read per group of owners: 900 owners a chain (as many ids as one command's filter may hold),
+across the pages of the owner id scan."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sources.bitrix24.catalog import Catalog
-from sources.bitrix24.paging import ListQuery, Page
+from sources.bitrix24.paging import MAX_FILTER_IDS, ListQuery, Page
 from sources.bitrix24.plan import SYNC_DEFAULTS
 from sources.bitrix24.product_rows import GROUP_OWNERS, ProductRowReader
 
@@ -22,13 +23,13 @@ class ScanPages:
             yield [{"ID": str(i)} for i in self.ids[start : start + 50]]
 
 
-def test_owners_are_grouped_by_200_across_the_pages_of_their_scan(monkeypatch: Any) -> None:
+def test_owners_are_grouped_by_900_across_the_pages_of_their_scan(monkeypatch: Any) -> None:
     deals = Catalog.for_portal(()).entity("deals")
     reader = ProductRowReader(None, SYNC_DEFAULTS, [deals])  # type: ignore[arg-type]
     monkeypatch.setattr(ProductRowReader, "_owner_query", lambda self, owner: ListQuery("crm.deal.list"))
-    groups = list(reader._groups(ScanPages(470), deals))  # type: ignore[arg-type]
-    assert GROUP_OWNERS == 200 and [len(ids) for (_, ids), _ in groups] == [200, 200, 70]
-    assert [i for (_, ids), _ in groups for i in ids] == list(range(1, 471))  # none lost at a page boundary
+    groups = list(reader._groups(ScanPages(1870), deals))  # type: ignore[arg-type]
+    assert GROUP_OWNERS == MAX_FILTER_IDS == 900 and [len(ids) for (_, ids), _ in groups] == [900, 900, 70]
+    assert [i for (_, ids), _ in groups for i in ids] == list(range(1, 1871))  # none lost at a page boundary
     for (_, ids), query in groups:
         assert query.method == "crm.item.productrow.list"
         assert query.params["filter"] == {"=ownerType": "D", "=ownerId": ids}
