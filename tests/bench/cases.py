@@ -19,6 +19,9 @@ BURST, RATE = 50, 2.0  # what a real portal allows: the burst, then 2 requests p
 CPU_TARGET = 10_000  # rows per CPU second (deals into DuckDB, limits off, child tables included)
 CPU_RATIO_TARGET = 1.5  # our CPU of the deals-only sync / the bare prototype's, same run, same portal
 SCAN_SLACK = 1.10  # rows scanned within 10% of rows returned
+# A resource whose portal rows land in a child table: one `product_rows` row per owner, the portal's rows (what
+# its pages of 50 hold, so what sets the floor of its requests) in `product_rows__items`.
+PORTAL_ROWS_TABLE = {"product_rows": "product_rows__items"}
 ENTITY_METHODS = {
     "deals": "crm.deal.list",
     "leads": "crm.lead.list",
@@ -47,7 +50,7 @@ class Row:
     peak_rss_mb: float
     wall_seconds: float
     rows_loaded: int  # rows the sync reported into all tables (child tables included)
-    root_rows: dict[str, int] = field(default_factory=dict)
+    portal_rows: dict[str, int] = field(default_factory=dict)  # per root table, the portal rows it was read from
     subcalls: dict[str, int] = field(default_factory=dict)  # the emulator's count of batch commands by method
     checks: dict[str, Check] = field(default_factory=dict)
     note: str = ""
@@ -146,7 +149,7 @@ class Bench:
             peak_rss_mb=measured.peak_rss_mb,
             wall_seconds=measured.wall_seconds,
             rows_loaded=int(measured.result.get("rows", 0)),
-            root_rows={t: n for t, n in counts.items() if "__" not in t},
+            portal_rows={t: counts.get(PORTAL_ROWS_TABLE.get(t, t), 0) for t in counts if "__" not in t},
             subcalls=dict(stats.get("subcalls_by_method", {})),
         )
         row.note = payment_note(row.subcalls)
@@ -178,8 +181,10 @@ def fresh(path: Path) -> Path:
 
 
 def full_sync_target(row: Row) -> Check:
-    """ceil(R / 2500) + one request per resource, R = the portal rows read (root tables)."""
-    rows, resources = sum(row.root_rows.values()), len(row.root_rows)
+    """ceil(R / 2500) + one request per resource, R = the portal rows read: the root tables' rows, except where
+    a root table holds one row per owner of the portal's rows (`PORTAL_ROWS_TABLE`: 173,558 product rows of
+    127,884 owners at 100k deals cannot be read in fewer than 173,558 / 2,500 requests)."""
+    rows, resources = sum(row.portal_rows.values()), len(row.portal_rows)
     limit = math.ceil(rows / ROWS_PER_REQUEST) + resources
     return Check(f"<= ceil({rows}/2500)+{resources} = {limit}", row.requests <= limit)
 
@@ -231,7 +236,7 @@ def incremental_suite(
     rows.append(changed)
 
     backfill = run(f"backfill {backfill_window[0]}..{backfill_window[1]}", backfill=backfill_window)
-    backfill.checks["requests"] = window_target(backfill, len(backfill.root_rows) or 1)
+    backfill.checks["requests"] = window_target(backfill, len(backfill.portal_rows) or 1)
     rows.append(backfill)
     return rows
 
