@@ -6,7 +6,7 @@
   records only while the pool holds at most two batches of them), so small windows all finish in a request or two
   and a large one continues on its own from where its share ended. A chain whose share failed simply continues
   from its last good row with its own batches (and raises there if the failure persists): nothing is skipped.
-* `pooled_chains`: many short chains read from the start (the product rows of 900 owners each): every request
+* `pooled_chains`: many short chains read from the start (the product rows of 200 owners each): every request
   carries 50 commands, the next pages of the unfinished chains first, then the first pages of new ones, so a
   chain's second page rides with other chains' first pages instead of costing a request of its own.
 

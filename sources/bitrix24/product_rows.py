@@ -7,13 +7,15 @@ time is not documented, so two reads:
   request at all when the owner entity reads that window in the same run: `plan.covered_scans`),
 * every `owner_sweep_hours`, every owner (rows edited without the owner changing arrive at the latest then).
 
-Per 900 owners one `crm.item.productrow.list` chain (`=ownerType`, `=ownerId` as an array, keyset on `id`; the
+Per 200 owners one `crm.item.productrow.list` chain (`=ownerType`, `=ownerId` as an array, keyset on `id`; the
 filter needs both keys, so the owners are listed), and the chains share their batches (`packing.pooled_chains`):
 a group's later pages ride with other groups' first pages, so k owners cost about ceil(k/2500) id-scan requests
 plus one request per 50 pages of rows. Every group ends with a page that is not full, so fewer, larger groups
 waste less: 173,558 rows of 127,884 deals took 4,650 pages in groups of 50 owners, 3,900 in groups of 200, 3,600
-in groups of 900 (the floor is 3,472); a group is as large as one command's filter may be (`MAX_FILTER_IDS`:
-the portal parses a command with PHP's parse_str, which drops what lies beyond 1,000 variables). Each owner read is
+in groups of 900 (the floor is 3,472). But every page of a group repeats its owner ids in its filter: groups of
+900 sent 3.2M ids (4x those of 200), and the 100k full sync's process passed 180 CPU s (about 107 with 200), so 200
+(within `MAX_FILTER_IDS`: the portal parses a command with PHP's parse_str, which drops what lies beyond 1,000
+variables). Each owner read is
 one row of `product_rows` with its rows in the child table `product_rows__items`, merged on (owner_type_id,
 owner_id): an owner's rows are replaced whole, so a deleted row disappears and an owner whose rows were all
 removed keeps an empty list.
@@ -29,13 +31,13 @@ from .catalog import PRODUCT_ROWS, EntitySpec
 from .entities import id_query
 from .fields import CoercionReport, FieldPlan
 from .packing import pooled_chains
-from .paging import BATCH_SIZE, MAX_FILTER_IDS, PAGE_SIZE, Commands, ListQuery, Page
+from .paging import BATCH_SIZE, PAGE_SIZE, Commands, ListQuery, Page
 from .plan import PlanPart, RunPlan, SyncOptions
 from .state import SourceState
 from .window import is_due, utc_now
 
 METHOD = "crm.item.productrow.list"
-GROUP_OWNERS = MAX_FILTER_IDS  # owners per crm.item.productrow.list chain
+GROUP_OWNERS = 200  # owners per crm.item.productrow.list chain (at most MAX_FILTER_IDS)
 PRIMARY_KEY = ("owner_type_id", "owner_id")
 COLUMNS: dict[str, dict[str, Any]] = {
     "owner_type_id": {"data_type": "bigint", "nullable": False, "description": "2 deal, 7 quote, 31 invoice, ..."},
