@@ -13,12 +13,12 @@ a group's later pages ride with other groups' first pages, so k owners cost abou
 plus one request per 50 pages of rows. Every group ends with a page that is not full, so fewer, larger groups
 waste less: 173,558 rows of 127,884 deals took 4,650 pages in groups of 50 owners, 3,900 in groups of 200, 3,600
 in groups of 900 (the floor is 3,472). But every page of a group repeats its owner ids in its filter: groups of
-900 sent 3.2M ids (4x those of 200), and the 100k full sync's process passed 180 CPU s (about 107 with 200), so 200
-(within `MAX_FILTER_IDS`: the portal parses a command with PHP's parse_str, which drops what lies beyond 1,000
-variables). Each owner read is
-one row of `product_rows` with its rows in the child table `product_rows__items`, merged on (owner_type_id,
-owner_id): an owner's rows are replaced whole, so a deleted row disappears and an owner whose rows were all
-removed keeps an empty list.
+900 sent 3.2M ids (4x those of 200): that 100k full sync passed 180 CPU s and 420 MB before it ended, where
+groups of 200 took 176.5 CPU s and peaked at 345 MB in all (same machine, same day), so 200 (within
+`MAX_FILTER_IDS`: the portal parses a command with PHP's parse_str, which drops what lies beyond 1,000
+variables). Each owner read is one row of `product_rows` with its rows in the child table `product_rows__items`,
+merged on (owner_type_id, owner_id): an owner's rows are replaced whole, so a deleted row disappears and an
+owner whose rows were all removed keeps an empty list.
 """
 
 from __future__ import annotations
