@@ -29,8 +29,8 @@ BATCH_SIZE = 50  # commands per batch request: fixed by the portal
 DEFAULT_START_ID = 0
 Page = list[dict[str, Any]]
 Commands = dict[str, tuple[str, dict[str, Any]]]
-# Ids in one command's filter, at most: a portal decodes each batch command with PHP's parse_str, which keeps
-# the first `max_input_vars` variables (1,000 unless the server raises it) and silently drops the rest.
+# Ids in one command's filter, at most: the encoder refuses a command of more than `MAX_INPUT_VARS` (1,000)
+# variables, which the portal's parse_str would silently cut; 900 leaves room for the command's other params.
 MAX_FILTER_IDS = 900
 MAX_STALLED_RETRIES = 4  # consecutive failed batches without a new row before the error is raised
 
@@ -124,10 +124,11 @@ Rider = Callable[[list[Page]], Commands]  # the pages a batch read -> commands f
 
 @dataclass
 class KeysetBatch:
-    """What one request of a keyset read brought: the chain's pages, and the results of the commands that
-    rode along (`rider`), which are about the pages of the batch before."""
+    """What one request of a keyset read brought: the chain's pages, and the commands that rode along
+    (`rider`, about the pages of the batch before) with their results, so a failed one can be sent again."""
 
     pages: list[Page]
+    rode: Commands = field(default_factory=dict)
     riders: dict[str, CallResult | Bitrix24Error] = field(default_factory=dict)
 
 
@@ -183,11 +184,12 @@ def keyset_batches(
         while True:
             response = pending.result()
             chain = read_chain(query, keys, response, after)
-            arrived = {key: call_result(client, method, response, key) for key, (method, _) in riding.items()}
+            rode = riding
+            arrived = {key: call_result(client, method, response, key) for key, (method, _) in rode.items()}
             if chain.failed_key is None and not chain.finished:
                 after, stalled = chain.last_id, 0
                 keys, riding, pending = send(chain.pages)
-            yield KeysetBatch(chain.pages, arrived)
+            yield KeysetBatch(chain.pages, rode, arrived)
             if chain.failed_key is None:
                 if chain.finished:
                     return
@@ -224,7 +226,7 @@ def subcall_failure(client: Bitrix24Client, method: str, response: BatchResponse
     return TransientError(f"{method} returned a result of an unexpected shape", method=method)
 
 
-def filter_chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+def filter_chunks(ids: list[int]) -> list[list[int]]:
     """`ids` in runs of at most `MAX_FILTER_IDS`, one command's filter each."""
     return [ids[start : start + MAX_FILTER_IDS] for start in range(0, len(ids), MAX_FILTER_IDS)]
 

@@ -187,10 +187,10 @@ class PaymentReader(PlanPart):
             self.client, query, first_page=head, after=after, prefix="s", rider=self._mapping_of
         ):
             if read:
-                yield from self._with_owners(read, batch.riders)
+                yield from self._with_owners(read, batch.rode, batch.riders)
             read = batch.pages
         if read:
-            yield from self._with_owners(read, {})
+            yield from self._with_owners(read, self._mapping_of(read), {})
 
     @staticmethod
     def _mapping_of(pages: list[Page]) -> Commands:
@@ -199,18 +199,19 @@ class PaymentReader(PlanPart):
         -1, `crm-order-entity-list.md`), so 2,500 payments cost three commands, without `next` rounds."""
         order_ids = sorted({i for page in pages for p in page if (i := _int(p.get("orderId")))})
         return {
-            f"{MAPPING_KEY}{n}": ("crm.orderentity.list", {"filter": {"@orderId": list(chunk)}, "start": -1})
+            f"{MAPPING_KEY}{n}": ("crm.orderentity.list", {"filter": {"@orderId": chunk}, "start": -1})
             for n, chunk in enumerate(filter_chunks(order_ids))
         }
 
     def _with_owners(
-        self, pages: list[Page], mapped: Mapping[str, CallResult | Bitrix24Error]
+        self, pages: list[Page], mapping: Commands, mapped: Mapping[str, CallResult | Bitrix24Error]
     ) -> Iterator[list[dict[str, Any]]]:
-        """The payments with their owners, from the mapping that rode along; the commands that did not (the
-        last batch) or failed are sent now (a failure that is not transient is raised)."""
+        """The payments with their owners, from the `mapping` commands' results that rode along (`mapped`);
+        the commands that did not (the last batch) or failed are sent now (a failure that is not transient is
+        raised)."""
         results: list[CallResult] = []
         unsent: Commands = {}
-        for key, command in self._mapping_of(pages).items():
+        for key, command in mapping.items():
             outcome = mapped.get(key)
             if isinstance(outcome, CallResult):
                 results.append(outcome)
@@ -273,7 +274,7 @@ class PaymentReader(PlanPart):
         bindings: Commands = {
             f"e{n}": (
                 "crm.orderentity.list",
-                {"filter": {"@ownerId": list(chunk), "ownerTypeId": owner.entity_type_id}, "start": -1},
+                {"filter": {"@ownerId": chunk, "ownerTypeId": owner.entity_type_id}, "start": -1},
             )
             for n, chunk in enumerate(filter_chunks(owner_ids))
         }

@@ -26,7 +26,9 @@ from sources.bitrix24.api import (
     redact,
 )
 from sources.bitrix24.api.outcomes import interpret
+from sources.bitrix24.api.phpquery import MAX_INPUT_VARS
 from sources.bitrix24.api.redaction import SecretFilter
+from sources.bitrix24.paging import MAX_FILTER_IDS, filter_chunks
 
 CODE = "k3x9q2m7v1b8n4zt"
 URL = f"https://example.bitrix24.com/rest/1/{CODE}/"
@@ -78,6 +80,16 @@ def test_php_query_rejects_what_php_cannot_express() -> None:
         php_query({"x": object()})
     with pytest.raises(TypeError):
         php_query("not a mapping")  # type: ignore[arg-type]
+
+
+def test_php_query_refuses_a_command_the_portal_would_cut_short() -> None:
+    """The portal's parse_str keeps 1,000 variables (PHP's max_input_vars) and drops the rest unseen, `start`
+    included: such a command is a bug of ours, refused before it is sent."""
+    fits = {"filter": {"@ID": list(range(MAX_FILTER_IDS))}, "select": ["ID", "TITLE"], "start": -1}
+    assert php_query(fits).count("&") + 1 == MAX_FILTER_IDS + 3 <= MAX_INPUT_VARS == 1000
+    assert all(len(chunk) <= MAX_FILTER_IDS for chunk in filter_chunks(list(range(2 * MAX_FILTER_IDS + 1))))
+    with pytest.raises(ValueError, match="1,001 variables"):
+        php_query({"filter": {"@ID": list(range(1000))}, "start": -1})
 
 
 # --------------------------------------------------------------------------- WebhookAuth

@@ -12,6 +12,10 @@ A batch command is a string the portal `parse_str`s, so nested params must be fl
   `+` decodes identically with PHP's `urldecode` and `rawurldecode`. Batch references such as
   `$result[p0][49][ID]` are values like any other: encoded here, decoded by the server before it resolves
   them.
+
+The portal decodes a command with `parse_str`, which keeps the first `max_input_vars` variables (PHP's default
+1,000) and silently drops the rest, the params after a long filter list included: a command of more
+variables is refused here rather than sent to be truncated.
 """
 
 from __future__ import annotations
@@ -22,10 +26,19 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+MAX_INPUT_VARS = 1000  # PHP's default max_input_vars, which parse_str obeys
+
 
 def php_query(params: Mapping[str, Any]) -> str:
-    """Encode `params` as PHP's `http_build_query` would (see the module docstring for the exact rules)."""
-    return "&".join(f"{key}={_quote(value)}" for key, value in _flatten(params, prefix=None))
+    """Encode `params` as PHP's `http_build_query` would (see the module docstring for the exact rules).
+    Raises `ValueError` past `MAX_INPUT_VARS` variables, which the portal would drop unseen."""
+    pairs = [f"{key}={_quote(value)}" for key, value in _flatten(params, prefix=None)]
+    if len(pairs) > MAX_INPUT_VARS:
+        raise ValueError(
+            f"a command of {len(pairs):,} variables: the portal reads only the first {MAX_INPUT_VARS:,} "
+            "(PHP max_input_vars); split its filter"
+        )
+    return "&".join(pairs)
 
 
 def _flatten(value: Any, prefix: str | None) -> Iterator[tuple[str, str]]:
