@@ -186,12 +186,12 @@ def full_sync_target(row: Row) -> Check:
     127,884 owners at 100k deals cannot be read in fewer than 173,558 / 2,500 requests)."""
     rows, resources = sum(row.portal_rows.values()), len(row.portal_rows)
     limit = math.ceil(rows / ROWS_PER_REQUEST) + resources
-    return Check(f"<= ceil({rows}/2500)+{resources} = {limit}", row.requests <= limit)
+    return Check(f"<= ceil({rows}/2500)+{resources} = {limit:,}", row.requests <= limit)
 
 
 def changed_target(row: Row, k: int) -> Check:
     limit = math.ceil(k / ROWS_PER_REQUEST) + 1
-    return Check(f"~ ceil({k}/2500)+1 = {limit}", row.requests <= limit)
+    return Check(f"~ ceil({k}/2500)+1 = {limit:,}", row.requests <= limit)
 
 
 def read_floor(row: Row) -> str:
@@ -203,7 +203,7 @@ def read_floor(row: Row) -> str:
 
 def window_target(row: Row, resources: int) -> Check:
     limit = math.ceil(row.rows_returned / ROWS_PER_REQUEST) + resources
-    return Check(f"<= ceil({row.rows_returned}/2500)+{resources} = {limit}", row.requests <= limit)
+    return Check(f"<= ceil({row.rows_returned}/2500)+{resources} = {limit:,}", row.requests <= limit)
 
 
 def cpu_target(row: Row) -> Check:
