@@ -21,6 +21,7 @@ from typing import Any
 
 from .api import BatchResponse, Bitrix24Client, Bitrix24Error, TransientError
 from .api.client import pause
+from .api.phpquery import MAX_INPUT_VARS
 
 log = logging.getLogger("bitrix24_sync.paging")
 
@@ -30,8 +31,8 @@ DEFAULT_START_ID = 0
 Page = list[dict[str, Any]]
 Commands = dict[str, tuple[str, dict[str, Any]]]
 # Ids in one command's filter, at most: the encoder refuses a command of more than `MAX_INPUT_VARS` (1,000)
-# variables, which the portal's parse_str would silently cut; 900 leaves room for the command's other params.
-MAX_FILTER_IDS = 900
+# variables, which the portal's parse_str would silently cut; 100 are left for the command's other params.
+MAX_FILTER_IDS = MAX_INPUT_VARS - 100
 MAX_STALLED_RETRIES = 4  # consecutive failed batches without a new row before the error is raised
 
 
